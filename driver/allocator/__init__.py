@@ -1,0 +1,1 @@
+"""Allocator (pure): candidates, constraints, counters, capacity, search and packing scorers."""

@@ -1,0 +1,1 @@
+"""Simulation: trace loading, replay through the real allocator, reports and plots."""

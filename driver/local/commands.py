@@ -1,9 +1,59 @@
-"""Subcommands of this part (registered by driver.cli)."""
+"""Subcommands of this part (registered by driver.cli): `gpu-dra local up`."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from pathlib import Path
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add this part's subcommands to `gpu-dra`."""
+    local = sub.add_parser("local", help="the embedded local cluster (in-memory API server + emulated nodes)")
+    local_sub = local.add_subparsers(dest="local_command", metavar="COMMAND")
+    up = local_sub.add_parser("up", help="run a local cluster until interrupted")
+    up.add_argument("--cluster", default=None, help="cluster description YAML (default: the shipped default cluster)")
+    up.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig once the cluster is ready")
+    up.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: any free port)")
+    up.add_argument("--workdir", default=None, help="directory for node state and sockets (default: a temp dir)")
+    up.add_argument("--no-plugins", action="store_true", help="do not start the kubelet plugins in-process")
+    up.set_defaults(func=_up)
+    local.set_defaults(func=lambda args: (local.print_help(), 2)[1])
+
+
+def _up(args: argparse.Namespace) -> int:
+    from driver import log
+    from driver.local.cluster import LocalCluster, driver_plugin_factory
+    from driver.local.clusterfile import ClusterFileError, load_cluster
+
+    logger = log.get("driver.local")
+    if not 0 <= args.port <= 65535:
+        logger.error("bad_options", error=f"--port: expected 0..65535, got {args.port}")
+        return 2
+    try:
+        spec = load_cluster(args.cluster)
+    except ClusterFileError as exc:
+        logger.error("bad_cluster_file", error=str(exc))
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    cluster = LocalCluster(spec, workdir=args.workdir, port=args.port,
+                           plugin_factory=None if args.no_plugins else driver_plugin_factory)
+    try:
+        cluster.start()
+    except OSError as exc:
+        logger.error("local_cluster_start_failed", error=str(exc))
+        return 1
+    kubeconfig = Path(args.kubeconfig)
+    try:
+        cluster.api.write_kubeconfig(kubeconfig)
+        logger.info("local_cluster_up", url=cluster.api.url, kubeconfig=str(kubeconfig.resolve()),
+                    hint=f"kubectl --kubeconfig {kubeconfig} get nodes")
+        stop.wait()
+        logger.info("local_cluster_stopping")
+    finally:
+        cluster.stop()
+        kubeconfig.unlink(missing_ok=True)
+    return 0

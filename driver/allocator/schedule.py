@@ -1,0 +1,341 @@
+"""Cluster-level placement: which node gets a pod, and which devices its claims get there.
+
+Pure: data in, decision out. The controller calls `schedule` from its loop and `commit` /
+`release` when an allocation is written or freed; the trace replay calls the same functions.
+
+Why it is fast at 1,000+ nodes: nodes are grouped into *equivalence groups* — same capacity,
+taints and devices (the static class) and the same free CPU, memory, pod slots and per-device
+usage (the state). Every node of a group gives the same answer for the same pod, so a pod is
+scored once per group, and the score is cached per (group state, pod shape) until the group's
+state changes. Only the node a pod lands on changes group, so after the first pods a schedule
+call is mostly cache lookups. The real allocator (`allocate`, CEL, constraints, capacity) then
+runs on the best node only; if it disagrees with the scorer's compact view (constraints the
+scorer does not model), the next best group is tried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from driver import log
+from driver.allocator import nodefit
+from driver.allocator.inventory import DeviceView, NodeInventory
+from driver.allocator.scoring import ConfigError, Evaluation, NodeClass, PackingConfig, Request, Scorer, Shape, strategy_for
+from driver.allocator.usage import NodeUsage, Pick
+from driver.allocator import score_adapter as adapter
+from driver.allocator.allocate import AllocationFailure, AllocationResult, allocate
+
+logger = log.get(__name__)
+
+COMPUTE = "compute"
+
+
+@dataclass(slots=True)
+class NodeState:
+    """One node as the scheduler sees it: static facts plus what is in use."""
+
+    name: str
+    labels: dict[str, str]
+    allocatable: nodefit.Resources
+    taints: tuple[tuple[str, str, str], ...]
+    unschedulable: bool
+    inventory: NodeInventory
+    usage: NodeUsage
+    klass: NodeClass
+    used_cpu: int = 0
+    used_memory: int = 0
+    used_pods: int = 0
+    free: tuple[int, ...] = ()  # free milli per inventory device
+    group: Any = None
+
+    def state(self) -> tuple[int, int, tuple[int, ...]]:
+        return (self.allocatable.cpu - self.used_cpu, self.allocatable.memory - self.used_memory, self.free)
+
+
+@dataclass(slots=True)
+class Group:
+    """Nodes that are interchangeable for every pod right now (same class and same state)."""
+
+    key: Any
+    klass: NodeClass
+    state: tuple[int, int, tuple[int, ...]]
+    pods_free: int
+    taints: tuple[tuple[str, str, str], ...]
+    unschedulable: bool
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a pod goes: node, `status.allocation` per newly allocated claim (by claim name), score."""
+
+    pod: str
+    node: str
+    allocations: dict[str, dict]
+    score: tuple[float, ...]
+    strategy: str
+    requests: nodefit.Resources
+    picks: tuple[Pick, ...] = ()
+
+
+class Unschedulable:
+    """Why no node could take the pod: a kube-scheduler-style summary ("0/N nodes are available: ...").
+
+    The per-node-group explanation is computed on first access only: a busy scheduler (or a trace
+    replay) that just needs to know "not now" does not pay for it.
+    """
+
+    def __init__(self, pod: str, total: int, counts: dict[str, int] | None = None,
+                 explain: Callable[[], dict[str, int]] | None = None) -> None:
+        self.pod = pod
+        self.total = total
+        self._counts = counts
+        self._explain = explain
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Nodes per reason."""
+        if self._counts is None:
+            self._counts = self._explain() if self._explain else {}
+        return self._counts
+
+    @property
+    def reason(self) -> str:
+        return _summary(self.total, self.counts)
+
+    def __repr__(self) -> str:
+        return f"Unschedulable({self.pod!r}, {self.reason!r})"
+
+
+def _device_totals(inventory: NodeInventory) -> tuple[int, ...]:
+    return tuple(adapter.device_total(d) for d in inventory.devices)
+
+
+def _device_free(inventory: NodeInventory, usage: NodeUsage) -> tuple[int, ...]:
+    return tuple(adapter.device_free(d, usage) for d in inventory.devices)
+
+
+class ClusterState:
+    """Every node, its usage, and the equivalence groups that make scoring cheap.
+
+    `classes` are DeviceClass dicts by name. Node objects and ResourceSlices are given once
+    (`add_node`); allocations change state only through `commit` / `release` / `add_allocated`.
+    """
+
+    def __init__(self, classes: Mapping[str, Mapping[str, Any]], config: PackingConfig | None = None) -> None:
+        self.classes = dict(classes)
+        self.config = config or PackingConfig()
+        self.scorer = Scorer(self.config)
+        self.nodes: dict[str, NodeState] = {}
+        self.groups: dict[Any, Group] = {}
+        self._classes: dict[Any, NodeClass] = {}
+
+    # -- building -------------------------------------------------------------------------------
+
+    def add_node(self, node: Mapping[str, Any], inventory: NodeInventory | None = None) -> NodeState:
+        """Add (or replace) a node from its Node dict and the inventory of its published devices."""
+        name = (node.get("metadata") or {}).get("name")
+        if not isinstance(name, str) or not name:
+            raise nodefit.PodSpecError("node metadata.name: expected a non-empty name")
+        if name in self.nodes:
+            self.remove_node(name)
+        inventory = inventory or NodeInventory(name)
+        alloc = nodefit.node_allocatable(node)
+        taints = nodefit.node_taints(node)
+        unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
+        static_key = (alloc, taints, unschedulable, adapter.inventory_signature(inventory))
+        klass = self._classes.get(static_key)
+        if klass is None:
+            klass = NodeClass(len(self._classes), alloc.cpu, alloc.memory, _device_totals(inventory),
+                              admits=adapter.admission(inventory, self.classes))
+            self._classes[static_key] = klass
+        state = NodeState(name, dict((node.get("metadata") or {}).get("labels") or {}), alloc, taints, unschedulable,
+                          inventory, NodeUsage(), klass)
+        state.free = _device_free(inventory, state.usage)
+        self.nodes[name] = state
+        self._regroup(state)
+        return state
+
+    def remove_node(self, name: str) -> None:
+        state = self.nodes.pop(name, None)
+        if state is not None:
+            self._ungroup(state)
+
+    def _ungroup(self, node: NodeState) -> None:
+        group = self.groups.get(node.group)
+        if group is not None:
+            group.nodes.pop(node.name, None)
+            if not group.nodes:
+                del self.groups[node.group]
+        node.group = None
+
+    def _regroup(self, node: NodeState) -> None:
+        self._ungroup(node)
+        state = node.state()
+        key = (node.klass.key, state, node.allocatable.pods - node.used_pods, adapter.usage_signature(node.inventory, node.usage))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group(key, node.klass, state, node.allocatable.pods - node.used_pods,
+                                             node.taints, node.unschedulable)
+        group.nodes[node.name] = node
+        node.group = key
+
+    # -- changes --------------------------------------------------------------------------------
+
+    def _apply(self, node: NodeState, requests: nodefit.Resources, picks: tuple[Pick, ...], sign: int) -> None:
+        if sign > 0:
+            node.usage.add(picks)
+        else:
+            node.usage.remove(picks)
+        node.used_cpu += sign * requests.cpu
+        node.used_memory += sign * requests.memory
+        node.used_pods += sign * requests.pods
+        node.free = _device_free(node.inventory, node.usage)
+        self._regroup(node)
+
+    def commit(self, placement: Placement) -> None:
+        """Record a placement (its allocation was written and the pod bound)."""
+        self._apply(self.nodes[placement.node], placement.requests, placement.picks, +1)
+
+    def release(self, placement: Placement) -> None:
+        """Undo `commit` (the pod finished, or writing the allocation failed)."""
+        self._apply(self.nodes[placement.node], placement.requests, placement.picks, -1)
+
+    def add_allocated(self, node: str, pod: Mapping[str, Any], allocations: list[Mapping[str, Any]]) -> Placement:
+        """Record a pod that is already running with already-allocated claims (rebuild after restart)."""
+        state = self.nodes[node]
+        picks: list[Pick] = []
+        for a in allocations:
+            picks.extend(adapter.picks_of(state.inventory, a))
+        placement = Placement((pod.get("metadata") or {}).get("name", ""), node, {}, (), "",
+                              nodefit.pod_requests(pod), tuple(picks))
+        self.commit(placement)
+        return placement
+
+    def used_gpu_milli(self) -> int:
+        return sum(sum(n.klass.totals) - sum(n.free) for n in self.nodes.values())
+
+    def total_gpu_milli(self) -> int:
+        return sum(sum(n.klass.totals) for n in self.nodes.values())
+
+
+# ---- scheduling --------------------------------------------------------------------------------
+
+
+def _summary(total: int, counts: dict[str, int]) -> str:
+    parts = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"0/{total} nodes are available: {parts}" if parts else f"0/{total} nodes are available"
+
+
+def _group_reason(group: Group, pod: Mapping[str, Any], requests: nodefit.Resources, shape: Shape) -> str:
+    cpu, mem, _ = group.state
+    why = nodefit.untolerated(pod, group.taints, group.unschedulable)
+    if why:
+        return why
+    if requests.cpu > cpu:
+        return "insufficient cpu"
+    if requests.memory > mem:
+        return "insufficient memory"
+    if group.pods_free < requests.pods:
+        return "too many pods"
+    for r in shape.requests:
+        mask = group.klass.mask(r.mask)
+        if not any(mask):
+            return "no device matches the claim's class and selectors"
+        if sum(1 for f, ok in zip(group.state[2], mask) if ok and f >= r.share) < r.count:
+            return f"fewer than {r.count} matching device(s) with {r.share}m free"
+    return "claims cannot be allocated"
+
+
+def _allocate_on(node: NodeState, prepared: Any, shape: Shape, ev: Evaluation, scorer: Scorer, strategy: str,
+                 now: str | None) -> AllocationResult | AllocationFailure:
+    chooser = adapter.PlanChooser(scorer, strategy, node.klass, node.state(), adapter.plans_by_request(prepared, ev.plan))
+    return allocate(prepared, node.inventory, node.usage, {}, chooser=chooser, now=now)
+
+
+def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: ClusterState,
+             classes: Mapping[str, Mapping[str, Any]] | None = None, config: PackingConfig | None = None,
+             now: str | None = None, observe: bool = True) -> Placement | Unschedulable:
+    """Choose the node and devices for `pod` whose not yet allocated claims are `claims`.
+
+    Changes nothing in `state` but the learned workload (`observe`: the pod counts as arrived);
+    call `state.commit(placement)` once its allocations are written. `classes` (DeviceClass dicts
+    by name) and `config` default to the state's own.
+    """
+    name = (pod.get("metadata") or {}).get("name", "")
+    config = config or state.config
+    try:
+        strategy = strategy_for(pod, config)
+        requests = nodefit.pod_requests(pod)
+        prepared = adapter.prepare_claims(list(claims), state.classes if classes is None else classes)
+    except (ConfigError, nodefit.PodSpecError, adapter.ClaimShapeError) as exc:
+        return Unschedulable(name, len(state.nodes), {str(exc): len(state.nodes)})
+    shape = adapter.pod_shape(requests.cpu, requests.memory, prepared)
+    scorer = state.scorer
+    if observe:
+        scorer.observe(shape)
+    selector, affinity = nodefit.label_requirements(pod)
+    has_labels = bool(selector) or affinity is not None
+    taint_ok: dict[tuple, bool] = {}
+
+    candidates: list[tuple[tuple, int, Group, Evaluation]] = []
+    for i, group in enumerate(state.groups.values()):
+        if group.pods_free < requests.pods:
+            continue
+        ev = scorer.evaluate(strategy, group.klass, group.state, shape)
+        if ev is None:
+            continue
+        if group.taints or group.unschedulable:
+            tk = (group.taints, group.unschedulable)
+            ok = taint_ok.get(tk)
+            if ok is None:
+                ok = taint_ok[tk] = nodefit.untolerated(pod, group.taints, group.unschedulable) is None
+            if not ok:
+                continue
+        candidates.append((ev.cost, i, group, ev))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    failures: dict[Any, str] = {}
+    for cost, _, group, ev in candidates:
+        for node in list(group.nodes.values()):
+            if has_labels and not nodefit.labels_match(selector, affinity, node.name, node.labels):
+                continue
+            result = _allocate_on(node, prepared, shape, ev, scorer, strategy, now)
+            if not result:
+                failures[group.key] = result.reason
+                if result.permanent:
+                    return Unschedulable(name, len(state.nodes), {result.reason: len(state.nodes)})
+                break  # every node of the group would give the same answer
+            allocations = {c.claim.name: c.allocation for c in result.claims}
+            return Placement(name, node.name, allocations, cost, strategy, requests, tuple(result.picks))
+
+    def explain() -> dict[str, int]:
+        return _reasons(pod, state, prepared, requests, shape, selector, affinity, failures, now)
+
+    return Unschedulable(name, len(state.nodes), None, explain)
+
+
+def _reasons(pod: Mapping[str, Any], state: ClusterState, prepared: Any, requests: nodefit.Resources, shape: Shape,
+             selector: dict, affinity: Any, failures: dict[Any, str], now: str | None) -> dict[str, int]:
+    """Nodes per reason; device reasons come from the real allocator, run on one node per group."""
+    has_labels = bool(selector) or affinity is not None
+    counts: dict[str, int] = {}
+    for group in state.groups.values():
+        nodes = list(group.nodes.values())
+        if has_labels:
+            misfits = sum(1 for n in nodes if not nodefit.labels_match(selector, affinity, n.name, n.labels))
+            if misfits:
+                key = "node(s) didn't match node selector/affinity"
+                counts[key] = counts.get(key, 0) + misfits
+            rest = len(nodes) - misfits
+        else:
+            rest = len(nodes)
+        if not rest:
+            continue
+        reason = failures.get(group.key) or _group_reason(group, pod, requests, shape)
+        if reason.startswith("no device") or reason.startswith("fewer than") or reason == "claims cannot be allocated":
+            result = allocate(prepared, nodes[0].inventory, nodes[0].usage, {}, now=now)
+            if not result:
+                reason = result.reason
+        counts[reason] = counts.get(reason, 0) + rest
+    return counts

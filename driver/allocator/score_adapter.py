@@ -1,0 +1,170 @@
+"""The bridge between the allocator's typed views and the scorer's compact numbers.
+
+The scorer thinks in "milli-GPU free per device" and "count × share per request"; the allocator
+thinks in DeviceViews, consumable capacities and CEL. This module translates one into the other
+(and back, as a DeviceChooser), so that neither has to know the other's internals:
+
+- a device with consumable `compute` capacity (fractional GPU) offers `compute × 1000` milli and
+  has free what its allocations have not consumed; any other device offers 1000 milli, all free
+  or none (it is exclusive);
+- a request's share is its `compute` capacity request (whole device when absent);
+- which devices a request may use is decided by the real CEL selectors (class's, then request's),
+  evaluated once per device and cached by the allocator's CEL layer.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Callable, Mapping
+
+from driver.allocator.inventory import DeviceView, NodeInventory
+from driver.allocator.request import ClaimError, PreparedClaims, RequestSpec, prepare
+from driver.allocator.scoring import Request, Shape
+from driver.allocator.usage import NodeUsage, Pick, picks_from_allocation
+from driver.dra.cel import compile_selector, matches
+
+COMPUTE = "compute"
+FULL = 1000
+# Attributes unique to one physical device: left out of the equivalence signature so that nodes
+# built alike group together. Selectors naming them make the scheduler check nodes one by one.
+IDENTITY_ATTRIBUTES = frozenset({"uuid", "parentUUID", "pciBusID", "pcieRoot", "serial"})
+
+
+class ClaimShapeError(ValueError):
+    """A claim the scheduler cannot read (reported on the pod; the allocator would fail the same way)."""
+
+
+def _compute(device: DeviceView) -> Fraction | None:
+    return device.capacity.get(device.driver, {}).get(COMPUTE)
+
+
+def device_total(device: DeviceView) -> int:
+    """Milli-GPU the device offers (fractional: its compute capacity; otherwise one whole unit)."""
+    c = _compute(device) if device.allow_multiple else None
+    return int(c * FULL) if c is not None else FULL
+
+
+def device_free(device: DeviceView, usage: NodeUsage) -> int:
+    """Milli-GPU still free on the device under `usage`."""
+    if device.allow_multiple:
+        c = _compute(device)
+        if c is None:
+            return 0 if device.key in usage.shared else FULL
+        use = usage.shared.get(device.key)
+        if use is None:
+            return int(c * FULL)
+        used = use.consumed.get(f"{device.driver}/{COMPUTE}", Fraction(0))
+        return int((c - used) * FULL)
+    return 0 if device.key in usage.exclusive else FULL
+
+
+def inventory_signature(inventory: NodeInventory) -> tuple:
+    """What makes two nodes' devices interchangeable: everything but per-device identities."""
+    out = []
+    for d in inventory.devices:
+        attrs = tuple(sorted((dom, k, repr(v)) for dom, ids in d.attributes.items() for k, v in ids.items()
+                             if k not in IDENTITY_ATTRIBUTES))
+        caps = tuple(sorted((dom, k, v) for dom, ids in d.capacity.items() for k, v in ids.items()))
+        consumes = tuple((cset[2], tuple(sorted(a.items()))) for cset, a in d.consumes)
+        out.append((d.driver, d.name, attrs, caps, d.allow_multiple, d.taints, consumes,
+                    tuple(sorted(d.policies.items(), key=lambda kv: kv[0]))))
+    return tuple(out)
+
+
+def usage_signature(inventory: NodeInventory, usage: NodeUsage) -> tuple:
+    """Usage beyond free compute (other consumed capacities, counters), by device position."""
+    if not usage.shared and not usage.counters:
+        return ()
+    shared = []
+    for key, use in usage.shared.items():
+        d = inventory.by_key.get(key)
+        others = tuple(sorted((k, v) for k, v in use.consumed.items() if not k.endswith("/" + COMPUTE)))
+        if others and d is not None:
+            shared.append((d.index, others))
+    counters = tuple(sorted((cset[2], tuple(sorted(v.items()))) for cset, v in usage.counters.items()))
+    return (tuple(sorted(shared)), counters)
+
+
+def mask_key(spec: RequestSpec) -> tuple[str, ...]:
+    return spec.key
+
+
+def admission(inventory: NodeInventory, classes: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], tuple[bool, ...]]:
+    """A function: selector key (the expressions of a request) → one flag per device of `inventory`."""
+
+    def admits(key: tuple[str, ...]) -> tuple[bool, ...]:
+        selectors = [compile_selector(e) for e in key]
+        return tuple(all(matches(s, d) is True for s in selectors) for d in inventory.devices)
+
+    return admits
+
+
+def request_shape(spec: RequestSpec) -> Request | None:
+    """count × share of one request (None for `All` mode, which the scorer leaves to the allocator)."""
+    if spec.mode != "ExactCount":
+        return None
+    amount = None
+    for key, value in spec.capacity_requests.items():
+        if key.rsplit("/", 1)[-1] == COMPUTE:
+            amount = value
+    share = FULL if amount is None else max(1, min(FULL, math.ceil(amount * FULL)))
+    return Request(spec.count, share, mask_key(spec))
+
+
+def pod_shape(cpu: int, memory: int, prepared: PreparedClaims) -> Shape:
+    """The scorer's view of a pod (each claim request's first alternative)."""
+    reqs = []
+    for claim in prepared.claims:
+        for group in claim.groups:
+            r = request_shape(group.alternatives[0]) if group.alternatives else None
+            if r is not None:
+                reqs.append(r)
+    return Shape(cpu, memory, tuple(reqs))
+
+
+def prepare_claims(claims: list[Mapping[str, Any]], classes: Mapping[str, Mapping[str, Any]]) -> PreparedClaims:
+    try:
+        return prepare(claims, classes)
+    except ClaimError as exc:
+        raise ClaimShapeError(str(exc)) from None
+
+
+def picks_of(inventory: NodeInventory, allocation: Mapping[str, Any]) -> list[Pick]:
+    return picks_from_allocation(inventory, allocation)
+
+
+class PlanChooser:
+    """DeviceChooser that tries the scorer's planned devices first, then the rest in its preference.
+
+    The scorer picked the devices for each request on its compact view; if the allocator's full
+    rules (constraints, taints, counters) reject them, the search backtracks through the other
+    candidates in the strategy's order rather than in inventory order.
+    """
+
+    def __init__(self, scorer: Any, strategy: str, klass: Any, free: Any, plans: dict[int, tuple[int, ...]]) -> None:
+        self.scorer, self.strategy, self.klass, self.free, self.plans = scorer, strategy, klass, free, plans
+
+    def order(self, request: RequestSpec, candidates: list[DeviceView], inventory: NodeInventory,
+              usage: NodeUsage) -> list[DeviceView]:
+        plan = self.plans.get(id(request), ())
+        shape = request_shape(request)
+        share = shape.share if shape is not None else FULL
+        by_index = {d.index: d for d in candidates}
+        first = [by_index[i] for i in plan if i in by_index]
+        rest = [i for i in by_index if i not in plan]
+        ordered = self.scorer.device_order(self.strategy, self.klass, self.free, share, rest)
+        return first + [by_index[i] for i in ordered]
+
+
+def plans_by_request(prepared: PreparedClaims, plan: tuple[tuple[int, ...], ...]) -> dict[int, tuple[int, ...]]:
+    """Map each request spec (by identity) to the devices the scorer planned for it."""
+    out: dict[int, tuple[int, ...]] = {}
+    k = 0
+    for claim in prepared.claims:
+        for group in claim.groups:
+            if group.alternatives and request_shape(group.alternatives[0]) is not None:
+                if k < len(plan):
+                    out[id(group.alternatives[0])] = plan[k]
+                k += 1
+    return out

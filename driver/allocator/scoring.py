@@ -1,0 +1,363 @@
+"""Packing strategies: which node, and which GPU inside it, a pod's claims should get.
+
+The allocator proper answers "can this node hold these claims, and with which devices"; this module
+answers "which of the possible answers is best". Three families of strategy:
+
+- `binpack` fills what is already used (fewest nodes and GPUs touched, large holes kept free);
+- `spread` picks the emptiest node and GPU (blast radius, thermal headroom);
+- `fgd` is Fragmentation Gradient Descent (Weng et al., USENIX ATC'23): each node's *fragment* is
+  the GPU capacity the expected workload could not use there; a pod goes where that expected waste
+  grows least. The expected workload is learned online from the pods seen so far — an online
+  scheduler cannot know the future mix — and refreshed in epochs so cached scores stay valid.
+- `fragmentation` (the default) is FGD plus what measurably beats it on the Alibaba trace
+  (BENCHMARKS.md §1): ties in the fragment gradient, which are the rule for CPU-only pods and for
+  the many interchangeable nodes, are broken towards the node whose remaining free GPU share is
+  most useful (binpack on GPU, then on CPU).
+
+Everything here works on a compact view of a node (`Free`: free CPU, memory and free milli-GPU per
+device) so that one node state is scored once and the result reused for every node in the same
+state; `schedule.py` keeps those states and groups nodes by them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+STRATEGIES = ("fragmentation", "fgd", "binpack", "spread")
+ANNOTATION = "gpu-dra.nvidia.com/scheduling-strategy"
+RUNAI_ANNOTATION = "scheduling.run.ai/scheduling-strategy"
+RESOURCES = ("gpu", "cpu", "memory")
+
+
+class ConfigError(ValueError):
+    """A packing configuration or annotation that is not valid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class PackingConfig:
+    """How the scheduler scores placements.
+
+    `weights` say how much each resource counts in the binpack/spread utilisation score;
+    `thresholds` say when a node counts as full for a resource (utilisation after the placement
+    above the fraction): a full node is used only when no other node fits, under every strategy.
+    `coverage` is the share of observed pods whose shapes form FGD's target workload (the paper: 95 %).
+    """
+
+    strategy: str = "fragmentation"
+    weights: Mapping[str, float] = field(default_factory=lambda: {"gpu": 1.0, "cpu": 0.25, "memory": 0.25})
+    thresholds: Mapping[str, float] = field(default_factory=lambda: {"gpu": 1.0, "cpu": 1.0, "memory": 1.0})
+    coverage: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_strategy(self.strategy, "strategy")
+
+
+def check_strategy(value: Any, where: str) -> str:
+    """The strategy name, or ConfigError naming `where` and the accepted names."""
+    if not isinstance(value, str) or value not in STRATEGIES:
+        raise ConfigError(f"{where}: unknown scheduling strategy {value!r}; expected one of {', '.join(STRATEGIES)}")
+    return value
+
+
+def _number(value: Any, where: str, lo: float, hi: float | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ConfigError(f"{where}: expected a number {bound}, got {value}")
+    return float(value)
+
+
+def _per_resource(raw: Any, where: str, defaults: Mapping[str, float], hi: float | None) -> dict[str, float]:
+    if raw is None:
+        return dict(defaults)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(RESOURCES)}")
+    unknown = sorted(set(raw) - set(RESOURCES))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown resource; expected one of {', '.join(RESOURCES)}")
+    out = dict(defaults)
+    for key, value in raw.items():
+        out[key] = _number(value, f"{where}.{key}", 0.0, hi)
+    return out
+
+
+def parse_config(raw: Any, where: str = "packing") -> PackingConfig:
+    """A PackingConfig from a YAML-loaded dict; unknown keys and bad values are errors naming the field.
+
+    Accepted keys: strategy, weights {gpu, cpu, memory} (≥ 0, not all 0), thresholds {gpu, cpu, memory}
+    (0..1), coverage (0..1].
+    """
+    if raw is None:
+        return PackingConfig()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    allowed = {"strategy", "weights", "thresholds", "coverage"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown field; expected one of {', '.join(sorted(allowed))}")
+    base = PackingConfig()
+    strategy = check_strategy(raw.get("strategy", base.strategy), f"{where}.strategy")
+    weights = _per_resource(raw.get("weights"), f"{where}.weights", base.weights, None)
+    if not any(weights.values()):
+        raise ConfigError(f"{where}.weights: at least one weight must be positive")
+    thresholds = _per_resource(raw.get("thresholds"), f"{where}.thresholds", base.thresholds, 1.0)
+    coverage = _number(raw.get("coverage", base.coverage), f"{where}.coverage", 0.0, 1.0)
+    if coverage <= 0:
+        raise ConfigError(f"{where}.coverage: expected a number above 0 and at most 1, got {coverage}")
+    return PackingConfig(strategy, weights, thresholds, coverage)
+
+
+def strategy_for(pod: Mapping[str, Any], config: PackingConfig) -> str:
+    """The pod's strategy: our annotation, else Run:ai's, else the configured default.
+
+    An unknown value is a ConfigError (the pod is reported unschedulable with that message rather
+    than silently scheduled with a strategy its owner did not ask for).
+    """
+    annotations = ((pod.get("metadata") or {}).get("annotations")) or {}
+    for key in (ANNOTATION, RUNAI_ANNOTATION):
+        if key in annotations:
+            return check_strategy(annotations[key], f"pod annotation {key}")
+    return config.strategy
+
+
+# ---- compact node view -------------------------------------------------------------------------
+
+Free = tuple[int, int, tuple[int, ...]]  # (free cpu milli, free memory bytes, free milli per device)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One device request of a pod in scoring terms: `count` devices with `share` milli each.
+
+    `mask` names the set of devices the request may use (class + selectors); the node class
+    resolves it to one flag per device.
+    """
+
+    count: int
+    share: int
+    mask: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a pod asks for, as the scorer sees it (hashable: it keys caches and the workload)."""
+
+    cpu: int
+    memory: int
+    requests: tuple[Request, ...] = ()
+
+    @property
+    def gpu_milli(self) -> int:
+        return sum(r.count * r.share for r in self.requests)
+
+
+@dataclass(slots=True)
+class NodeClass:
+    """The static side of a node (capacity, devices) shared by every node built the same way.
+
+    `admits(mask)` is supplied by the scheduler: it resolves a request's class and selectors to the
+    devices that pass them (through the allocator's CEL evaluation), cached per mask.
+    """
+
+    key: Any
+    cpu: int
+    memory: int
+    totals: tuple[int, ...]  # milli per device (1000 = one whole GPU)
+    admits: Callable[[Any], tuple[bool, ...]]
+    masks: dict[Any, tuple[bool, ...]] = field(default_factory=dict)
+
+    def mask(self, key: Any) -> tuple[bool, ...]:
+        m = self.masks.get(key)
+        if m is None:
+            m = self.masks[key] = tuple(self.admits(key)) if key is not None else (True,) * len(self.totals)
+        return m
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The best way a strategy found to put a shape on a node state: cost (lower wins) and devices."""
+
+    cost: tuple[float, ...]
+    plan: tuple[tuple[int, ...], ...]  # device indexes per request
+    after: Free
+
+
+# ---- learned target workload (FGD's M) ---------------------------------------------------------
+
+
+class Workload:
+    """Pod shapes seen so far and their popularity; FGD's target workload is its top `coverage` share.
+
+    Targets are refreshed in epochs (every time the number of pods seen has grown by a quarter),
+    not per pod, so fragment values cached per node state stay valid for many pods.
+    """
+
+    def __init__(self, coverage: float = 0.95) -> None:
+        self.coverage = coverage
+        self.counts: Counter[Shape] = Counter()
+        self.seen = 0
+        self.epoch = 0
+        self.targets: tuple[tuple[Shape, float], ...] = ()
+        self._next_refresh = 1
+
+    def observe(self, shape: Shape) -> bool:
+        """Count one arrival; True when the targets changed (caches keyed on them must go)."""
+        self.counts[shape] += 1
+        self.seen += 1
+        if self.seen >= self._next_refresh:
+            self._refresh()
+            self._next_refresh = max(self.seen + 1, int(self.seen * 1.25))
+            return True
+        return False
+
+    def _refresh(self) -> None:
+        ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], repr(kv[0])))
+        keep, covered = [], 0
+        for shape, n in ranked:
+            if covered >= self.coverage * self.seen:
+                break
+            keep.append((shape, n / self.seen))
+            covered += n
+        self.targets = tuple(keep)
+        self.epoch += 1
+
+
+# ---- scorer ------------------------------------------------------------------------------------
+
+
+class Scorer:
+    """Scores (node state, pod shape) pairs for every strategy, with caches keyed on node state.
+
+    One instance lives with a ClusterState; `observe` must see every pod that arrives (placed or
+    not), in order, so that the learned workload is the arrival history and nothing else.
+    """
+
+    def __init__(self, config: PackingConfig) -> None:
+        self.config = config
+        self.workload = Workload(config.coverage)
+        self._frag: dict[tuple[Any, Free], float] = {}
+        self._eval: dict[tuple[Any, ...], Evaluation | None] = {}
+        w = config.weights
+        self._w = (w.get("gpu", 0.0), w.get("cpu", 0.0), w.get("memory", 0.0))
+        self._wsum = sum(self._w) or 1.0
+        t = config.thresholds
+        self._t = (t.get("gpu", 1.0), t.get("cpu", 1.0), t.get("memory", 1.0))
+
+    def observe(self, shape: Shape) -> None:
+        if self.workload.observe(shape):
+            self._frag.clear()
+            self._eval = {k: v for k, v in self._eval.items() if k[0] not in ("fgd", "fragmentation")}
+
+    # -- FGD ------------------------------------------------------------------------------------
+
+    def fragment(self, node: NodeClass, free: Free) -> float:
+        """Expected unusable GPU milli on a node in state `free` for the learned workload."""
+        key = (node.key, free)
+        value = self._frag.get(key)
+        if value is not None:
+            return value
+        cpu, mem, gpus = free
+        total = sum(gpus)
+        value = 0.0
+        if total:
+            for shape, p in self.workload.targets:
+                if shape.cpu > cpu or shape.memory > mem:
+                    value += p * total
+                    continue
+                if not shape.requests:
+                    continue
+                req = shape.requests[0]
+                share, mask = req.share, node.mask(req.mask)
+                fits = frag = 0
+                for f, ok in zip(gpus, mask):
+                    if f >= share:
+                        fits += ok
+                    else:
+                        frag += f
+                value += p * (total if fits < req.count else frag)
+        self._frag[key] = value
+        return value
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def evaluate(self, strategy: str, node: NodeClass, free: Free, shape: Shape) -> Evaluation | None:
+        """Best placement of `shape` on a node of class `node` in state `free`, or None if it cannot fit."""
+        key = (strategy, node.key, free, shape)
+        if key in self._eval:
+            return self._eval[key]
+        result = self._evaluate(strategy, node, free, shape)
+        self._eval[key] = result
+        return result
+
+    def _evaluate(self, strategy: str, node: NodeClass, free: Free, shape: Shape) -> Evaluation | None:
+        cpu, mem, gpus = free
+        if shape.cpu > cpu or shape.memory > mem:
+            return None
+        frees = list(gpus)
+        plan = []
+        before = self.fragment(node, free) if strategy in ("fgd", "fragmentation") else 0.0
+        for req in shape.requests:
+            mask = node.mask(req.mask)
+            chosen = []
+            for _ in range(req.count):
+                best, best_cost = -1, None
+                tried: set[tuple[int, int]] = set()
+                for i, f in enumerate(frees):
+                    if not mask[i] or f < req.share or i in chosen:
+                        continue
+                    sig = (f, node.totals[i])
+                    if sig in tried:  # identical device state: identical outcome, keep the first
+                        continue
+                    tried.add(sig)
+                    c = self._device_cost(strategy, node, (cpu - shape.cpu, mem - shape.memory, frees), i, req.share)
+                    if best_cost is None or c < best_cost:
+                        best, best_cost = i, c
+                if best < 0:
+                    return None
+                chosen.append(best)
+                frees[best] -= req.share
+            plan.append(tuple(chosen))
+        after: Free = (cpu - shape.cpu, mem - shape.memory, tuple(frees))
+        return Evaluation(self._node_cost(strategy, node, free, after, before), tuple(plan), after)
+
+    def _device_cost(self, strategy: str, node: NodeClass, state: tuple[int, int, list[int]], i: int, share: int) -> tuple:
+        """Cost of putting `share` on device `i` (lower wins); used inside a node and by the chooser."""
+        f = state[2][i]
+        if strategy == "spread":
+            return (-f, i)
+        if strategy == "binpack":
+            return (f, i)
+        gpus = list(state[2])
+        gpus[i] -= share
+        frag = self.fragment(node, (state[0], state[1], tuple(gpus)))
+        # ties (equal fragment) go to the fuller device: keeps whole GPUs whole
+        return (frag, f, i)
+
+    def _utilisation(self, node: NodeClass, after: Free) -> tuple[float, float, float]:
+        total_gpu = sum(node.totals)
+        ug = (1.0 - sum(after[2]) / total_gpu) if total_gpu else 0.0
+        uc = (1.0 - after[0] / node.cpu) if node.cpu else 0.0
+        um = (1.0 - after[1] / node.memory) if node.memory else 0.0
+        return ug, uc, um
+
+    def _node_cost(self, strategy: str, node: NodeClass, before_free: Free, after: Free, before: float) -> tuple:
+        util = self._utilisation(node, after)
+        over = 1.0 if any(u > t + 1e-12 for u, t in zip(util, self._t)) else 0.0
+        score = sum(w * u for w, u in zip(self._w, util)) / self._wsum
+        if strategy == "binpack":
+            return (over, -score)
+        if strategy == "spread":
+            return (over, score)
+        delta = self.fragment(node, after) - before
+        if strategy == "fgd":
+            return (over, delta)
+        # fragmentation: FGD, ties broken towards fuller GPUs then fuller CPUs on the node
+        return (over, round(delta, 6), -util[0], -util[1])
+
+    def device_order(self, strategy: str, node: NodeClass, free: Free, share: int, candidates: list[int]) -> list[int]:
+        """Device indexes in the order the strategy prefers for one more `share` on this node."""
+        state = (free[0], free[1], list(free[2]))
+        return sorted(candidates, key=lambda i: self._device_cost(strategy, node, state, i, share))

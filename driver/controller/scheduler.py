@@ -1,0 +1,490 @@
+"""The allocation controller: informers → queue → `schedule()` → claim writes → binding.
+
+Threads and why:
+- one informer thread per watched collection (see informers.py) keeps the caches and the
+  `ClusterView` current;
+- ONE scheduling worker makes decisions, one pod at a time, against the view: decisions must see
+  each other (two pods deciding in parallel would pick the same free device);
+- a small pool of binder threads performs the API writes of decided pods (finalizer, allocation +
+  reservation, binding: three round trips). The decision is *assumed* in the view first, so the
+  worker moves on at once and the next decision already sees it; a failed write is rolled back
+  and un-assumed, and the pod retried with backoff. This is kube-scheduler's assume/bind split,
+  and what makes throughput independent of API latency;
+- one releaser thread drops reservations of pods that are gone or finished and deallocates
+  claims nobody reserves (idempotent: the resourceclaim controller may do the same).
+Only the leader (leader.py) runs the worker, binders and releaser; a standby keeps its caches
+warm so that it can take over at once. Nothing is decided before every informer has listed:
+after a restart, claims allocated in the API count as used before the first decision.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from driver import log
+from driver.allocator.schedule import Unschedulable, schedule
+from driver.allocator.scoring import PackingConfig
+from driver.controller import kube as k
+from driver.controller.informers import Informer, wait_all_synced
+from driver.controller.leader import LeaderElector, LeaseConfig
+from driver.controller.metrics import Metrics
+from driver.controller.queue import Backoff, WorkQueue
+from driver.controller.status import build_report
+from driver.controller.view import ClusterView, pod_is_done
+from driver.controller.writer import FINALIZER, WriteError, Writer
+
+logger = log.get(__name__)
+
+DEFAULT_SCHEDULER_NAME = "gpu-dra-scheduler"
+POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+
+
+@dataclass
+class ControllerConfig:
+    scheduler_name: str = DEFAULT_SCHEDULER_NAME
+    packing: PackingConfig = field(default_factory=PackingConfig)
+    binders: int = 8
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+    max_park: float = 60.0
+    leader: LeaseConfig | None = None  # None: no election, schedule at once
+    sync_timeout: float = 60.0
+    release: bool = True  # run the releaser (turn off when another component owns releases)
+
+
+class Controller:
+    """See module docstring. `start()` returns once caches are synced; `stop()` ends everything."""
+
+    def __init__(self, kube: k.Kube, cfg: ControllerConfig | None = None) -> None:
+        self.kube = kube
+        self.cfg = cfg or ControllerConfig()
+        self.view = ClusterView(self.cfg.packing)
+        self.metrics = Metrics()
+        self.queue = WorkQueue(Backoff(self.cfg.backoff_initial, self.cfg.backoff_max), self.cfg.max_park)
+        self.releases = WorkQueue(Backoff(self.cfg.backoff_initial, self.cfg.backoff_max), self.cfg.max_park)
+        self.writer = Writer(kube, self.cfg.scheduler_name)
+        self.pods = Informer(kube, k.PODS)
+        self.nodes = Informer(kube, k.NODES)
+        self.slices = Informer(kube, k.SLICES)
+        self.claims = Informer(kube, k.CLAIMS)
+        self.classes = Informer(kube, k.CLASSES)
+        self.informers = [self.classes, self.nodes, self.slices, self.claims, self.pods]
+        self._pod_by_uid: dict[str, str] = {}
+        self._in_flight: set[str] = set()
+        self._first_try: dict[str, float] = {}
+        self._reported: dict[str, str] = {}  # pod uid -> last unschedulable message reported
+        self._leading = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._binders = ThreadPoolExecutor(self.cfg.binders, thread_name_prefix="binder")
+        self._lock = threading.Lock()
+        self.elector: LeaderElector | None = None
+        self.scheduled = 0
+        self.metrics.watch_shares(self._shares)
+
+        self.classes.add_handler(self._on_class)
+        self.nodes.add_handler(self._on_node)
+        self.slices.add_handler(self._on_slice)
+        self.claims.add_handler(self._on_claim)
+        self.pods.add_handler(self._on_pod)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for inf in self.informers:
+            inf.start()
+        if not wait_all_synced(self.informers, self.cfg.sync_timeout):
+            self.stop()
+            raise TimeoutError(f"controller: caches not synced within {self.cfg.sync_timeout}s (is the API reachable?)")
+        logger.info(
+            "controller_synced",
+            nodes=len(self.nodes), slices=len(self.slices), claims=len(self.claims), pods=len(self.pods),
+            accounted_claims=len(self.view.claims),
+        )
+        for target, name in ((self._work, "scheduler"), (self._release_loop, "releaser")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.cfg.leader is None:
+            self._started_leading()
+        else:
+            self.elector = LeaderElector(self.kube, self.cfg.leader, self._started_leading, self._stopped_leading)
+            self.elector.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.elector is not None:
+            self.elector.stop(release=True)
+        self._leading.clear()
+        self.queue.shutdown()
+        self.releases.shutdown()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._binders.shutdown(wait=True)
+        for inf in self.informers:
+            inf.stop()
+
+    def is_leader(self) -> bool:
+        return self._leading.is_set()
+
+    def healthy(self) -> bool:
+        return not self._stop.is_set() and all(inf.wait_synced(0) for inf in self.informers)
+
+    def _started_leading(self) -> None:
+        self.metrics.leader.set(1)
+        self._leading.set()
+        # Anything that changed while we were standby: look at every pending pod and every claim.
+        for pod in self.pods.items():
+            if self._wants(pod):
+                self.queue.add(k.key_of(pod))
+        if self.cfg.release:
+            for claim in self.claims.items():
+                if self._needs_release(claim):
+                    self.releases.add(k.key_of(claim))
+
+    def _stopped_leading(self) -> None:
+        self.metrics.leader.set(0)
+        self._leading.clear()
+
+    # ---- event handlers (informer threads) -------------------------------------------------
+
+    def _on_class(self, event: str, old: dict | None, new: dict | None) -> None:
+        self.view.on_class(event, old, new)
+        self.queue.cluster_changed()
+
+    def _on_node(self, event: str, old: dict | None, new: dict | None) -> None:
+        self.view.on_node(event, old, new)
+        self.queue.cluster_changed()
+
+    def _on_slice(self, event: str, old: dict | None, new: dict | None) -> None:
+        self.view.on_slice(event, old, new)
+        self.queue.cluster_changed()
+
+    def _on_claim(self, event: str, old: dict | None, new: dict | None) -> None:
+        self.view.on_claim(event, old, new)
+        if new is not None and event == "ADDED":
+            self.queue.cluster_changed()  # pods waiting for this claim by name
+            for ref in new["metadata"].get("ownerReferences") or []:
+                if ref.get("kind") == "Pod":
+                    key = self._pod_by_uid.get(ref.get("uid", ""))
+                    if key:
+                        self.queue.add(key)
+        old_alloc = ((old or {}).get("status") or {}).get("allocation")
+        new_alloc = ((new or {}).get("status") or {}).get("allocation")
+        if old_alloc and not new_alloc:
+            self.queue.cluster_changed()  # devices freed
+        if new is not None and self.cfg.release and self._needs_release(new):
+            self.releases.add(k.key_of(new))
+
+    def _on_pod(self, event: str, old: dict | None, new: dict | None) -> None:
+        self.view.on_pod(event, old, new)
+        obj = new or old or {}
+        uid = obj["metadata"].get("uid", "")
+        key = k.key_of(obj)
+        if new is None:
+            self._pod_by_uid.pop(uid, None)
+            self._reported.pop(uid, None)
+            self._first_try.pop(key, None)
+        else:
+            self._pod_by_uid[uid] = key
+            if self._wants(new):
+                self.queue.add(key)
+        gone = new is None or pod_is_done(new)
+        if gone:
+            self.queue.cluster_changed()  # cpu, memory and (after release) devices freed
+            if self.cfg.release:
+                for claim_key in self._claim_keys(obj):
+                    self.releases.add(claim_key)
+
+    # ---- what needs doing ------------------------------------------------------------------
+
+    def _wants(self, pod: dict | None) -> bool:
+        if pod is None:
+            return False
+        spec = pod.get("spec") or {}
+        return (
+            spec.get("schedulerName") == self.cfg.scheduler_name
+            and not spec.get("nodeName")
+            and not pod["metadata"].get("deletionTimestamp")
+            and not pod_is_done(pod)
+        )
+
+    def _claim_keys(self, pod: dict) -> list[str]:
+        ns = pod["metadata"].get("namespace", "")
+        names = [s.get("resourceClaimName") for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []]
+        names += [c.get("resourceClaimName") for c in (pod.get("spec") or {}).get("resourceClaims") or []]
+        return [f"{ns}/{n}" for n in names if n]
+
+    def _needs_release(self, claim: dict) -> bool:
+        status = claim.get("status") or {}
+        reserved = status.get("reservedFor") or []
+        if not reserved:
+            return bool(status.get("allocation")) or (
+                FINALIZER in (claim["metadata"].get("finalizers") or []) and not status.get("allocation")
+            )
+        for ref in reserved:
+            if ref.get("resource") != "pods":
+                continue
+            key = self._pod_by_uid.get(ref.get("uid", ""))
+            pod = self.pods.get(key) if key else None
+            if pod is None or pod_is_done(pod):
+                return True
+        return False
+
+    # ---- scheduling worker -----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._leading.wait(0.5):
+                continue
+            key = self.queue.get(timeout=0.5)
+            if key is None:
+                continue
+            try:
+                self._schedule_one(str(key))
+            except Exception:  # noqa: BLE001 - one bad pod must not stop scheduling
+                logger.exception("schedule_failed", pod=key)
+                self.queue.retry_later(key)
+            finally:
+                self.queue.done(key)
+                self._gauge_queue()
+
+    def _gauge_queue(self) -> None:
+        for state, n in self.queue.depth().items():
+            self.metrics.queue_depth.labels(state).set(n)
+
+    def _schedule_one(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if not self._wants(pod) or not self._leading.is_set():
+            self.queue.forget(key)
+            return
+        assert pod is not None
+        uid = pod["metadata"]["uid"]
+        with self._lock:
+            if uid in self._in_flight:
+                return  # its binder re-queues it if the writes fail
+        started = time.monotonic()
+        self._first_try.setdefault(key, started)
+        claims, why, user_error = self._pod_claims(pod)
+        if why is not None:
+            self.metrics.attempts.labels("waiting").inc()
+            if user_error:
+                self._report(pod, why)
+            self.queue.park(key)
+            return
+        pending = [c for c in claims if not self.view.allocation_of(c)]
+        nodes = {self.view.node_of(c) for c in claims if self.view.allocation_of(c)}
+        target = pod
+        if len(nodes) > 1:
+            self._report(pod, f"claims of the pod are allocated on different nodes: {', '.join(sorted(map(str, nodes)))}")
+            self.queue.park(key)
+            return
+        if nodes:
+            target = _pinned(pod, str(next(iter(nodes))))
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self.view.lock:
+            result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now)
+        if isinstance(result, Unschedulable):
+            reason = result.reason
+            if nodes:
+                reason = f"{reason} (a claim of the pod is already allocated on node {next(iter(nodes))})"
+            self.metrics.attempts.labels("unschedulable").inc()
+            self.metrics.latency.labels("unschedulable").observe(time.monotonic() - started)
+            self._report(pod, reason)
+            self.queue.park(key)
+            return
+        by_name = {c["metadata"]["name"]: c for c in claims}
+        assumed = {}
+        for name, alloc in result.allocations.items():
+            claim = by_name[name]
+            assumed[claim["metadata"]["uid"]] = (name, alloc)
+        self.view.assume(pod, result.node, assumed)
+        with self._lock:
+            self._in_flight.add(uid)
+        self._binders.submit(self._bind, key, pod, result.node, claims, result.allocations, list(assumed), started)
+
+    def _bind(self, key: str, pod: dict, node: str, claims: list[dict], allocations: dict[str, dict],
+              assumed_uids: list[str], started: float) -> None:
+        uid = pod["metadata"]["uid"]
+        written = []
+        try:
+            for claim in claims:
+                alloc = allocations.get(claim["metadata"]["name"])
+                reserved = (claim.get("status") or {}).get("reservedFor") or []
+                if alloc is None and any(r.get("uid") == uid for r in reserved):
+                    continue
+                w = self.writer.reserve(claim, pod, alloc)
+                written.append(w)
+                if w.allocated:
+                    self.view.written(w.uid, w.resource_version)
+            self.writer.bind(pod, node)
+        except Exception as exc:  # noqa: BLE001
+            status = getattr(exc, "status", 0)
+            result = "conflict" if status == 409 else "error"
+            logger.info("bind_failed", pod=key, node=node, error=str(exc), rolled_back=len(written))
+            self.writer.rollback(written, pod)
+            self.view.forget(pod, assumed_uids)
+            self.metrics.attempts.labels(result).inc()
+            self.metrics.latency.labels(result).observe(time.monotonic() - started)
+            with self._lock:
+                self._in_flight.discard(uid)
+            if isinstance(exc, WriteError) and exc.gone and "bind" in str(exc):
+                self.queue.forget(key)
+            else:
+                self.queue.retry_later(key)
+            return
+        with self._lock:
+            self._in_flight.discard(uid)
+            self.scheduled += 1
+        self.queue.forget(key)
+        self._reported.pop(uid, None)
+        self.metrics.attempts.labels("scheduled").inc()
+        self.metrics.latency.labels("scheduled").observe(time.monotonic() - started)
+        first = self._first_try.pop(key, None)
+        if first is not None:
+            self.metrics.e2e.observe(time.monotonic() - first)
+        logger.debug("pod_bound", pod=key, node=node, claims=len(claims))
+
+    def _pod_claims(self, pod: dict) -> tuple[list[dict], str | None, bool]:
+        """The pod's claims, or (why it must wait, whether that is the user's to fix)."""
+        meta = pod["metadata"]
+        ns = meta.get("namespace", "")
+        statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []}
+        out = []
+        for pc in (pod.get("spec") or {}).get("resourceClaims") or []:
+            pname = pc.get("name", "")
+            if pc.get("resourceClaimName"):
+                name, from_template = pc["resourceClaimName"], False
+            elif pc.get("resourceClaimTemplateName"):
+                st = statuses.get(pname)
+                if st is None:
+                    return [], f"waiting for the claim of {pname!r} to be created from its template", False
+                name, from_template = st.get("resourceClaimName"), True
+                if not name:
+                    continue  # the template needs no claim
+            else:
+                return [], f"spec.resourceClaims[{pname}]: neither resourceClaimName nor resourceClaimTemplateName", True
+            claim = self.claims.get(f"{ns}/{name}")
+            if claim is None:
+                if from_template:
+                    return [], f"waiting for resourceclaim {ns}/{name}", False
+                return [], f"resourceclaim {ns}/{name} not found", True
+            cmeta = claim["metadata"]
+            if from_template and not any(r.get("uid") == meta.get("uid") for r in cmeta.get("ownerReferences") or []):
+                return [], f"resourceclaim {ns}/{name} was not created for this pod", True
+            if cmeta.get("deletionTimestamp"):
+                return [], f"resourceclaim {ns}/{name} is being deleted", True
+            out.append(claim)
+        return out, None, False
+
+    def _report(self, pod: dict, message: str) -> None:
+        """PodScheduled=False + a FailedScheduling event, once per distinct message."""
+        uid = pod["metadata"]["uid"]
+        if self._reported.get(uid) == message:
+            return
+        self._reported[uid] = message
+        logger.info("pod_unschedulable", pod=k.key_of(pod), reason=message)
+        try:
+            self.writer.mark_unschedulable(pod, message)
+        except WriteError as exc:
+            logger.warning("condition_failed", pod=k.key_of(pod), error=str(exc))
+            self._reported.pop(uid, None)
+        self.writer.event(pod, "FailedScheduling", message)
+
+    # ---- releases --------------------------------------------------------------------------
+
+    def _release_loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._leading.wait(0.5):
+                continue
+            key = self.releases.get(timeout=0.5)
+            if key is None:
+                continue
+            try:
+                self._release_one(str(key))
+                self.releases.forget(key)
+            except WriteError as exc:
+                if not exc.gone:
+                    self.releases.retry_later(key)
+            except Exception:  # noqa: BLE001
+                logger.exception("release_failed", claim=key)
+                self.releases.retry_later(key)
+            finally:
+                self.releases.done(key)
+
+    def _release_one(self, key: str) -> None:
+        claim = self.claims.get(key)
+        if claim is None:
+            return
+        live: set[str] = set()
+        for ref in (claim.get("status") or {}).get("reservedFor") or []:
+            if ref.get("resource") != "pods":
+                continue
+            if self._pod_alive(claim["metadata"].get("namespace", ""), ref):
+                live.add(ref.get("uid", ""))
+        # Never touch a claim a binder of ours is writing right now.
+        with self._lock:
+            if live & self._in_flight or any(u in self._in_flight for u in live):
+                return
+        if claim["metadata"]["uid"] in self.view.assumed_claims:
+            return
+        if self.writer.release(claim, live):
+            logger.info("claim_released", claim=key, still_reserved=len(live))
+
+    def _pod_alive(self, ns: str, ref: dict) -> bool:
+        """Is the pod of a reservation still there and not finished? Asks the API when the cache
+        does not know it (the pod watch may lag the claim watch)."""
+        key = self._pod_by_uid.get(ref.get("uid", ""))
+        pod = self.pods.get(key) if key else None
+        if pod is None:
+            try:
+                pod = self.kube.call(self.kube.core.read_namespaced_pod, ref.get("name", ""), ns)
+            except Exception as exc:  # noqa: BLE001
+                status, _ = k.api_error(exc)
+                if status == 404:
+                    return False
+                raise WriteError(f"pod {ns}/{ref.get('name')}: read", status, "cannot tell whether it runs") from exc
+            if pod["metadata"].get("uid") != ref.get("uid"):
+                return False
+        if ref.get("uid") in self._in_flight:
+            return True
+        return not pod_is_done(pod)
+
+    # ---- metrics ---------------------------------------------------------------------------
+
+    def _shares(self):  # type: ignore[no-untyped-def]
+        report = build_report(self.slices.items(), self.claims.items(), self.pods.items())
+        return [(r.node, r.gpu, r.mode, r.share) for r in report.gpus]
+
+    # ---- helpers for tests, demo and benchmark ---------------------------------------------
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once nothing is queued, being decided or being written (parked pods excepted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = bool(self._in_flight)
+            if not busy and self.queue.idle():
+                return True
+            time.sleep(0.02)
+        return False
+
+
+def _pinned(pod: dict, node: str) -> dict:
+    """A copy of the pod that may only go to `node` (a claim of it is allocated there)."""
+    pinned = copy.deepcopy(pod)
+    spec = pinned.setdefault("spec", {})
+    affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    field_term = {"key": "metadata.name", "operator": "In", "values": [node]}
+    if not required or not required.get("nodeSelectorTerms"):
+        affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [{"matchFields": [field_term]}]}
+    else:
+        for term in required["nodeSelectorTerms"]:
+            term.setdefault("matchFields", []).append(field_term)
+    return pinned

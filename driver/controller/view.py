@@ -1,0 +1,348 @@
+"""The controller's view of the cluster: the pure `ClusterState`, kept current from informer events.
+
+The allocator's `ClusterState` knows nodes, their device inventories and what is in use. This
+module feeds it: Node and ResourceSlice events (re)build a node, allocated claims and bound pods
+are *accounted* on their node, and everything the scheduler itself decided is *assumed* until the
+informers confirm it (kube-scheduler's assume cache). Accounting is keyed by object UID and
+remembers exactly what it added, so every event can be applied idempotently: the same allocation
+seen twice counts once; a changed allocation is released and re-added; a node whose slices change
+is rebuilt and everything on it re-added against the new inventory.
+
+Why assumptions: between our decision and the informer's echo of our writes, a stale event (the
+claim as it was before we allocated it) must not free devices we just handed out — that is how a
+scheduler double-allocates. An assumed claim ignores such stale events until the informer shows
+our allocation, or shows a newer resourceVersion than our write (then the API is the truth).
+
+One re-entrant lock guards the state: informer threads apply events, the scheduler reads it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from driver import log
+from driver.allocator import nodefit
+from driver.allocator.inventory import SliceError, build_inventory
+from driver.allocator.schedule import ClusterState, Placement
+from driver.allocator.scoring import PackingConfig
+from driver.allocator.usage import UsageError, picks_from_allocation
+
+logger = log.get(__name__)
+
+
+def allocation_signature(allocation: Mapping[str, Any] | None) -> tuple:
+    """What identifies an allocation (devices and shares), ignoring timestamps and formatting."""
+    if not allocation:
+        return ()
+    out = []
+    for r in ((allocation.get("devices") or {}).get("results")) or []:
+        consumed = tuple(sorted((r.get("consumedCapacity") or {}).items()))
+        out.append((r.get("request"), r.get("driver"), r.get("pool"), r.get("device"), r.get("shareID"), consumed))
+    return tuple(sorted(out, key=repr))
+
+
+def allocation_node(allocation: Mapping[str, Any] | None) -> str | None:
+    """The node an allocation is bound to: its nodeSelector's metadata.name / hostname, else None."""
+    if not allocation:
+        return None
+    for term in ((allocation.get("nodeSelector") or {}).get("nodeSelectorTerms")) or []:
+        for expr in (term.get("matchFields") or []) + (term.get("matchExpressions") or []):
+            if expr.get("key") in ("metadata.name", "kubernetes.io/hostname") and expr.get("operator") == "In":
+                values = expr.get("values") or []
+                if len(values) == 1:
+                    return str(values[0])
+    return None
+
+
+def _rv_newer(a: str | None, b: str | None) -> bool:
+    """resourceVersion a is newer than b (they are opaque, but integers on etcd and our server)."""
+    try:
+        return int(a or 0) > int(b or 0)
+    except ValueError:
+        return a != b
+
+
+def pod_is_done(pod: Mapping[str, Any]) -> bool:
+    return ((pod.get("status") or {}).get("phase")) in ("Succeeded", "Failed")
+
+
+@dataclass
+class _Acct:
+    """One thing counted on a node: a claim's devices or a pod's cpu/memory."""
+
+    node: str
+    signature: tuple
+    obj: dict  # the claim allocation or the pod, to recompute picks after a node rebuild
+    placement: Placement | None = None  # what was committed to the state (None: node unknown)
+
+
+@dataclass
+class _Assumed:
+    signature: tuple
+    written_rv: str | None = None  # set once our write succeeded
+
+
+@dataclass
+class ClusterView:
+    """See module docstring. `classes` is shared with the ClusterState (same dict object)."""
+
+    config: PackingConfig = field(default_factory=PackingConfig)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+        self.classes: dict[str, dict] = {}
+        self.state = ClusterState(self.classes, self.config)
+        self.nodes: dict[str, dict] = {}
+        self.slices: dict[str, dict[str, dict]] = {}  # node -> slice name -> slice
+        self.claims: dict[str, _Acct] = {}  # claim uid -> devices accounted
+        self.pods: dict[str, _Acct] = {}  # pod uid -> cpu/memory accounted
+        self.assumed_claims: dict[str, _Assumed] = {}
+        self.assumed_pods: dict[str, str] = {}  # pod uid -> node
+        self.allocations: dict[str, dict] = {}  # claim uid -> allocation we assume
+        self.errors: list[str] = []  # accounting conflicts seen (kept short)
+
+    # ---- informer handlers -----------------------------------------------------------------
+
+    def on_class(self, event: str, old: dict | None, new: dict | None) -> None:
+        with self.lock:
+            if new is None:
+                self.classes.pop((old or {}).get("metadata", {}).get("name", ""), None)
+            else:
+                self.classes[new["metadata"]["name"]] = new
+
+    def on_node(self, event: str, old: dict | None, new: dict | None) -> None:
+        with self.lock:
+            if new is None:
+                name = (old or {}).get("metadata", {}).get("name", "")
+                self.nodes.pop(name, None)
+                self.state.remove_node(name)
+                for acct in list(self.claims.values()) + list(self.pods.values()):
+                    if acct.node == name:
+                        acct.placement = None
+                return
+            name = new["metadata"]["name"]
+            before = self.nodes.get(name)
+            self.nodes[name] = new
+            if before is not None and _node_fields(before) == _node_fields(new):
+                return  # status heartbeats etc.: nothing the scheduler uses changed
+            self._rebuild(name)
+
+    def on_slice(self, event: str, old: dict | None, new: dict | None) -> None:
+        obj = new or old or {}
+        spec = obj.get("spec") or {}
+        node = spec.get("nodeName")
+        if not node:
+            return  # network-attached pools are not scheduled by this controller (yet)
+        name = obj["metadata"]["name"]
+        with self.lock:
+            per_node = self.slices.setdefault(node, {})
+            if new is None:
+                per_node.pop(name, None)
+            else:
+                per_node[name] = new
+            if node in self.nodes:
+                self._rebuild(node)
+
+    def on_claim(self, event: str, old: dict | None, new: dict | None) -> None:
+        obj = new or old or {}
+        meta = obj.get("metadata") or {}
+        uid = meta.get("uid", "")
+        alloc = ((new or {}).get("status") or {}).get("allocation") if new is not None else None
+        sig = allocation_signature(alloc)
+        with self.lock:
+            assumed = self.assumed_claims.get(uid)
+            if assumed is not None:
+                if sig == assumed.signature or (
+                    assumed.written_rv is not None and _rv_newer(meta.get("resourceVersion"), assumed.written_rv)
+                ):
+                    del self.assumed_claims[uid]  # confirmed, or superseded by a newer truth
+                    self.allocations.pop(uid, None)
+                else:
+                    return  # stale view of a claim we are writing: ignore
+            acct = self.claims.get(uid)
+            if acct is not None and acct.signature == sig:
+                return
+            if acct is not None:
+                self._uncount(self.claims.pop(uid))
+            if alloc:
+                node = allocation_node(alloc) or self._node_of_results(alloc)
+                if node:
+                    self._count_claim(uid, node, sig, alloc)
+
+    def on_pod(self, event: str, old: dict | None, new: dict | None) -> None:
+        obj = new or old or {}
+        uid = (obj.get("metadata") or {}).get("uid", "")
+        node = ((new or {}).get("spec") or {}).get("nodeName") if new is not None else None
+        if new is not None and pod_is_done(new):
+            node = None
+        with self.lock:
+            assumed = self.assumed_pods.get(uid)
+            if assumed is not None:
+                if node == assumed or new is None or (new is not None and pod_is_done(new)):
+                    del self.assumed_pods[uid]
+                else:
+                    return  # informer has not seen our binding yet
+            acct = self.pods.get(uid)
+            if acct is not None and acct.node == node:
+                return
+            if acct is not None:
+                self._uncount(self.pods.pop(uid))
+            if node:
+                self._count_pod(uid, node, new)  # type: ignore[arg-type]
+
+    # ---- assumptions made by the scheduler -------------------------------------------------
+
+    def assume(self, pod: dict, node: str, allocations: dict[str, tuple[str, dict]]) -> None:
+        """Count a decision now: `allocations` maps claim uid -> (claim name, allocation)."""
+        with self.lock:
+            for uid, (_, alloc) in allocations.items():
+                sig = allocation_signature(alloc)
+                self.assumed_claims[uid] = _Assumed(sig)
+                self.allocations[uid] = alloc
+                old = self.claims.pop(uid, None)
+                if old is not None:
+                    self._uncount(old)
+                self._count_claim(uid, node, sig, alloc)
+            uid = pod["metadata"]["uid"]
+            self.assumed_pods[uid] = node
+            old = self.pods.pop(uid, None)
+            if old is not None:
+                self._uncount(old)
+            self._count_pod(uid, node, pod)
+
+    def written(self, claim_uid: str, resource_version: str | None) -> None:
+        """Our write of an assumed claim succeeded at `resource_version`."""
+        with self.lock:
+            a = self.assumed_claims.get(claim_uid)
+            if a is not None:
+                a.written_rv = resource_version or "0"
+
+    def forget(self, pod: dict, claim_uids: list[str]) -> None:
+        """Undo `assume` (a write or the binding failed and was rolled back)."""
+        with self.lock:
+            for uid in claim_uids:
+                if self.assumed_claims.pop(uid, None) is not None:
+                    self.allocations.pop(uid, None)
+                    acct = self.claims.pop(uid, None)
+                    if acct is not None:
+                        self._uncount(acct)
+            uid = pod["metadata"]["uid"]
+            if self.assumed_pods.pop(uid, None) is not None:
+                acct = self.pods.pop(uid, None)
+                if acct is not None:
+                    self._uncount(acct)
+
+    def allocation_of(self, claim: dict) -> dict | None:
+        """The claim's allocation as we know it (our assumption beats a stale cache)."""
+        uid = claim["metadata"].get("uid", "")
+        with self.lock:
+            if uid in self.allocations:
+                return self.allocations[uid]
+        return (claim.get("status") or {}).get("allocation")
+
+    def node_of(self, claim: dict) -> str | None:
+        alloc = self.allocation_of(claim)
+        if not alloc:
+            return None
+        uid = claim["metadata"].get("uid", "")
+        with self.lock:
+            acct = self.claims.get(uid)
+            return acct.node if acct else allocation_node(alloc) or self._node_of_results(alloc)
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _node_of_results(self, alloc: Mapping[str, Any]) -> str | None:
+        for r in ((alloc.get("devices") or {}).get("results")) or []:
+            for node, per in self.slices.items():
+                for s in per.values():
+                    if (s.get("spec") or {}).get("pool", {}).get("name") == r.get("pool"):
+                        return node
+        return None
+
+    def _commit(self, node: str, requests: nodefit.Resources, picks: tuple, label: str) -> Placement | None:
+        if node not in self.state.nodes:
+            return None
+        placement = Placement(label, node, {}, (), "", requests, picks)
+        try:
+            self.state.commit(placement)
+        except UsageError as exc:
+            # Two allocations of one device in the API: not ours to fix, but never hide it.
+            logger.error("accounting_conflict", node=node, what=label, error=str(exc))
+            self.errors = (self.errors + [f"{label}: {exc}"])[-50:]
+            return None
+        return placement
+
+    def _count_claim(self, uid: str, node: str, sig: tuple, alloc: dict) -> None:
+        acct = _Acct(node, sig, alloc)
+        self.claims[uid] = acct
+        self._place_claim(uid, acct)
+
+    def _place_claim(self, uid: str, acct: _Acct) -> None:
+        state = self.state.nodes.get(acct.node)
+        if state is None:
+            return
+        try:
+            picks = tuple(picks_from_allocation(state.inventory, acct.obj))
+        except UsageError as exc:
+            logger.error("bad_allocation", claim_uid=uid, error=str(exc))
+            return
+        acct.placement = self._commit(acct.node, nodefit.Resources(0, 0, 0), picks, f"claim {uid}")
+
+    def _count_pod(self, uid: str, node: str, pod: dict) -> None:
+        acct = _Acct(node, (), pod)
+        self.pods[uid] = acct
+        self._place_pod(acct)
+
+    def _place_pod(self, acct: _Acct) -> None:
+        try:
+            requests = nodefit.pod_requests(acct.obj)
+        except nodefit.PodSpecError:
+            requests = nodefit.Resources(0, 0, 1)
+        acct.placement = self._commit(acct.node, requests, (), f"pod {acct.obj['metadata'].get('name')}")
+
+    def _uncount(self, acct: _Acct) -> None:
+        if acct.placement is not None and acct.node in self.state.nodes:
+            try:
+                self.state.release(acct.placement)
+            except UsageError as exc:
+                logger.error("accounting_release_failed", node=acct.node, error=str(exc))
+        acct.placement = None
+
+    def _rebuild(self, name: str) -> None:
+        """(Re)create a node in the state from its Node and slices, then re-add what runs there."""
+        node = self.nodes[name]
+        try:
+            inventory = build_inventory(name, list(self.slices.get(name, {}).values()))
+        except SliceError as exc:
+            logger.error("bad_slice", node=name, error=str(exc))
+            inventory = None
+        try:
+            self.state.add_node(node, inventory)
+        except nodefit.PodSpecError as exc:
+            logger.error("bad_node", node=name, error=str(exc))
+            self.state.remove_node(name)
+            return
+        for uid, acct in self.claims.items():
+            if acct.node == name:
+                acct.placement = None
+                self._place_claim(uid, acct)
+        for acct in self.pods.values():
+            if acct.node == name:
+                acct.placement = None
+                self._place_pod(acct)
+
+
+def _node_fields(node: dict) -> tuple:
+    """The parts of a Node the scheduler uses (a heartbeat must not trigger a rebuild)."""
+    meta = node.get("metadata") or {}
+    status = node.get("status") or {}
+    spec = node.get("spec") or {}
+    return (
+        repr(sorted((meta.get("labels") or {}).items())),
+        repr(status.get("allocatable") or status.get("capacity")),
+        repr(spec.get("taints")),
+        bool(spec.get("unschedulable")),
+    )

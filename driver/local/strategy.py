@@ -1,0 +1,146 @@
+"""Per-type rules the apiserver applies on create/update/delete: defaults, status resets, validation.
+
+Kept apart from the store so that the store is only about storage semantics and this file only
+about what each kind means (pods get a phase and a grace period, claims start without status,
+pod specs are immutable, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from driver.local import validation
+from driver.local.resources import Resource
+
+Causes = list[tuple[str, str]]
+
+_MUTABLE_POD_SPEC = ("activeDeadlineSeconds", "tolerations", "schedulingGates", "terminationGracePeriodSeconds")
+
+
+def spec_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """Everything generation tracks: the object minus metadata, status and type info."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _qos(spec: dict[str, Any]) -> str:
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    any_set, guaranteed = False, bool(containers)
+    for c in containers:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        any_set = any_set or bool(req) or bool(lim)
+        for name in ("cpu", "memory"):
+            if name not in lim or req.get(name, lim[name]) != lim[name]:
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def prepare_create(res: Resource, obj: dict[str, Any]) -> None:
+    """Defaults and status resets of a new object (in place; the store owns `obj`)."""
+    if res.key == "pods":
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            spec.setdefault("schedulerName", "default-scheduler")
+            spec.setdefault("restartPolicy", "Always")
+            spec.setdefault("terminationGracePeriodSeconds", 30)
+            spec.setdefault("dnsPolicy", "ClusterFirst")
+            for c in spec.get("containers") or []:
+                if isinstance(c, dict) and isinstance(c.get("image"), str):
+                    latest = ":" not in c["image"].rsplit("/", 1)[-1] or c["image"].endswith(":latest")
+                    c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+            obj["status"] = {"phase": "Pending", "qosClass": _qos(spec)}
+            if spec.get("nodeName"):
+                set_condition(obj, "PodScheduled", "True")
+    elif res.key == "resource.k8s.io/resourceclaims":
+        obj.pop("status", None)
+    elif res.key == "namespaces":
+        obj["status"] = {"phase": "Active"}
+        obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+
+
+def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
+    """Field errors of `obj` (an update when `old` is given): an empty list means valid."""
+    causes = validation.validate_metadata(obj.get("metadata") or {}, dns_label=res.key == "namespaces")
+    if res.group == "resource.k8s.io":
+        causes += validation.validate_dra(res.kind, obj, old)
+    elif res.key == "pods":
+        causes += _validate_pod(obj, old)
+    return causes
+
+
+def _validate_pod(obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
+    causes: Causes = []
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [("spec", "Required value")]
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        causes.append(("spec.containers", "Required value"))
+    else:
+        for i, c in enumerate(containers):
+            if not isinstance(c, dict):
+                causes.append((f"spec.containers[{i}]", "Invalid value: expected an object"))
+                continue
+            if not validation.is_dns_label(c.get("name")):
+                causes.append((f"spec.containers[{i}].name", f"Invalid value: {c.get('name')!r}: must be a DNS-1123 label"))
+            if not c.get("image"):
+                causes.append((f"spec.containers[{i}].image", "Required value"))
+    for i, rc in enumerate(spec.get("resourceClaims") or []):
+        path = f"spec.resourceClaims[{i}]"
+        if not isinstance(rc, dict) or not validation.is_dns_label(rc.get("name")):
+            causes.append((f"{path}.name", "Invalid value: must be a DNS-1123 label"))
+            continue
+        sources = [k for k in ("resourceClaimName", "resourceClaimTemplateName") if rc.get(k)]
+        if len(sources) != 1:
+            causes.append((path, "Invalid value: must specify exactly one of resourceClaimName, resourceClaimTemplateName"))
+    if old is not None:
+        old_spec = dict(old.get("spec") or {})
+        new_spec = dict(spec)
+        for key in _MUTABLE_POD_SPEC:
+            old_spec.pop(key, None)
+            new_spec.pop(key, None)
+        strip = lambda cs: [{k: v for k, v in c.items() if k != "image"} for c in cs or [] if isinstance(c, dict)]  # noqa: E731
+        old_spec["containers"] = strip(old_spec.get("containers"))
+        new_spec["containers"] = strip(new_spec.get("containers"))
+        if old_spec != new_spec:
+            causes.append(("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
+                                   "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
+                                   "tolerations) and `spec.terminationGracePeriodSeconds`"))
+    return causes
+
+
+def grace_period(res: Resource, obj: dict[str, Any], requested: int | None) -> int:
+    """Seconds the object stays (with a deletionTimestamp) before it goes: pods only."""
+    if res.key != "pods":
+        return 0
+    spec = obj.get("spec") or {}
+    phase = (obj.get("status") or {}).get("phase")
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return 0  # nothing runs it: a kubelet would never finish it
+    grace = requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30)
+    return max(0, int(grace))
+
+
+def set_condition(obj: dict[str, Any], ctype: str, status: str, reason: str = "", message: str = "") -> None:
+    """Set one entry of status.conditions (by type), stamping lastTransitionTime on change."""
+    from driver.local.store import now_rfc3339
+
+    conds = obj.setdefault("status", {}).setdefault("conditions", [])
+    for c in conds:
+        if c.get("type") == ctype:
+            if c.get("status") != status:
+                c["lastTransitionTime"] = now_rfc3339()
+            c["status"] = status
+            if reason:
+                c["reason"] = reason
+            if message:
+                c["message"] = message
+            return
+    cond = {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    conds.append(cond)

@@ -1,0 +1,418 @@
+"""Server-side validation: object names and labels, and the resource.k8s.io/v1 rules (FACTS §4).
+
+Every check returns (field path, message) pairs so the API server can answer one 422 that names
+each offending field, the way kube-apiserver's field.ErrorList does. ResourceSlices go through
+the device model's own validator (`driver.devices.validate.validate_slice`) when it is
+installed, so that the driver and the server agree on the limits; the built-in checks here are
+the fallback and cover claims, templates and classes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+Causes = list[tuple[str, str]]
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-((0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(\+([0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*))?$"
+)
+
+MAX_DEVICES = 128
+MAX_DEVICES_WITH_TAINTS_OR_COUNTERS = 64
+MAX_ATTRIBUTES_AND_CAPACITIES = 32
+MAX_ITEMS = 32  # selectors, requests, constraints, configs
+MAX_SUBREQUESTS = 8
+MAX_OPAQUE_BYTES = 10 * 1024
+MAX_CEL_BYTES = 10 * 1024
+MAX_RESERVED_FOR = 256
+MAX_COUNTER_SETS = 8
+MAX_COUNTERS = 32
+MAX_CONSUMES_COUNTERS = 2
+MAX_STRING = 64
+
+
+def is_dns_label(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
+
+
+def is_dns_subdomain(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+
+
+def _qualified_name_errors(value: Any) -> str:
+    """'' when `value` is a valid label key / qualified name, else why not."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    prefix, _, name = value.rpartition("/")
+    if prefix and not is_dns_subdomain(prefix):
+        return f"prefix {prefix!r} must be a DNS subdomain"
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        return "name part must be at most 63 alphanumeric characters, '-', '_' or '.', starting and ending alphanumeric"
+    return ""
+
+
+def validate_metadata(meta: dict[str, Any], dns_label: bool = False) -> Causes:
+    """Name, labels and annotations, as ObjectMeta validation does."""
+    causes: Causes = []
+    name = meta.get("name")
+    if not name:
+        causes.append(("metadata.name", "Required value: name or generateName is required"))
+    elif dns_label and not is_dns_label(name):
+        causes.append(("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 label must consist of lower case "
+                                        "alphanumeric characters or '-', and must start and end with an alphanumeric character"))
+    elif not dns_label and not is_dns_subdomain(name):
+        causes.append(("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of lower "
+                                        "case alphanumeric characters, '-' or '.', and must start and end with an "
+                                        "alphanumeric character"))
+    labels = meta.get("labels")
+    if labels is not None and not isinstance(labels, dict):
+        causes.append(("metadata.labels", "Invalid value: expected a map of strings"))
+    for key, value in (labels or {}).items() if isinstance(labels, dict) else ():
+        why = _qualified_name_errors(key)
+        if why:
+            causes.append((f"metadata.labels", f"Invalid value: {key!r}: {why}"))
+        if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
+            causes.append((f"metadata.labels", f"Invalid value: {value!r}: a label value must be at most 63 characters, "
+                                               "alphanumeric, '-', '_' or '.', starting and ending alphanumeric"))
+    annotations = meta.get("annotations")
+    if annotations is not None:
+        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+            causes.append(("metadata.annotations", "Invalid value: expected a map of strings"))
+        elif sum(len(k) + len(v) for k, v in annotations.items()) > 256 * 1024:
+            causes.append(("metadata.annotations", "Too long: must have at most 262144 bytes"))
+    return causes
+
+
+# --- ResourceSlice ---------------------------------------------------------------------------
+
+def _attribute_key_errors(key: Any) -> str:
+    if not isinstance(key, str):
+        return "must be a string"
+    domain, _, ident = key.rpartition("/")
+    if domain and not is_dns_subdomain(domain):
+        return f"domain {domain!r} must be a DNS subdomain"
+    if len(ident) > 32 or not _C_IDENT.match(ident):
+        return "must be a C identifier of at most 32 characters, optionally prefixed by a DNS subdomain and '/'"
+    return ""
+
+
+def _slice_builtin(obj: dict[str, Any]) -> Causes:
+    causes: Causes = []
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [("spec", "Required value")]
+    if not is_dns_subdomain(spec.get("driver")) or len(spec.get("driver", "")) > 63:
+        causes.append(("spec.driver", f"Invalid value: {spec.get('driver')!r}: must be a DNS subdomain of at most 63 characters"))
+    pool = spec.get("pool")
+    if not isinstance(pool, dict) or not pool.get("name"):
+        causes.append(("spec.pool.name", "Required value"))
+    else:
+        if not isinstance(pool.get("resourceSliceCount"), int) or pool["resourceSliceCount"] <= 0:
+            causes.append(("spec.pool.resourceSliceCount", "Invalid value: must be greater than zero"))
+        if not isinstance(pool.get("generation", 0), int) or pool.get("generation", 0) < 0:
+            causes.append(("spec.pool.generation", "Invalid value: must be greater than or equal to 0"))
+    selectors = [k for k in ("nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection") if spec.get(k)]
+    if len(selectors) != 1:
+        causes.append(("spec", "Invalid value: exactly one of `nodeName`, `nodeSelector`, `allNodes`, "
+                               f"`perDeviceNodeSelection` is required (got {selectors or 'none'})"))
+    devices = spec.get("devices") or []
+    if not isinstance(devices, list):
+        return causes + [("spec.devices", "Invalid value: expected a list")]
+    heavy = any(isinstance(d, dict) and (d.get("taints") or d.get("consumesCounters")) for d in devices)
+    limit = MAX_DEVICES_WITH_TAINTS_OR_COUNTERS if heavy else MAX_DEVICES
+    if len(devices) > limit:
+        causes.append(("spec.devices", f"Too many: {len(devices)}: must have at most {limit} items"))
+    seen: set[str] = set()
+    for i, dev in enumerate(devices):
+        path = f"spec.devices[{i}]"
+        if not isinstance(dev, dict):
+            causes.append((path, "Invalid value: expected an object"))
+            continue
+        name = dev.get("name")
+        if not is_dns_label(name):
+            causes.append((f"{path}.name", f"Invalid value: {name!r}: must be a DNS-1123 label"))
+        elif name in seen:
+            causes.append((f"{path}.name", f"Duplicate value: {name!r}"))
+        seen.add(str(name))
+        attrs, caps = dev.get("attributes") or {}, dev.get("capacity") or {}
+        if len(attrs) + len(caps) > MAX_ATTRIBUTES_AND_CAPACITIES:
+            causes.append((path, f"Too many: {len(attrs) + len(caps)}: must have at most "
+                                 f"{MAX_ATTRIBUTES_AND_CAPACITIES} attributes and capacities combined"))
+        for key, val in attrs.items():
+            apath = f"{path}.attributes[{key}]"
+            why = _attribute_key_errors(key)
+            if why:
+                causes.append((apath, f"Invalid value: {key!r}: {why}"))
+            kinds = [k for k in ("int", "bool", "string", "version") if isinstance(val, dict) and k in val]
+            if len(kinds) != 1:
+                causes.append((apath, "Invalid value: exactly one value (int, bool, string or version) must be specified"))
+                continue
+            v = val[kinds[0]]
+            if kinds[0] in ("string", "version") and (not isinstance(v, str) or len(v) > MAX_STRING):
+                causes.append((f"{apath}.{kinds[0]}", f"Too long: must have at most {MAX_STRING} characters"))
+            elif kinds[0] == "version" and not _SEMVER.match(v):
+                causes.append((f"{apath}.version", f"Invalid value: {v!r}: must be a strict semantic version"))
+        for key in caps:
+            why = _attribute_key_errors(key)
+            if why:
+                causes.append((f"{path}.capacity[{key}]", f"Invalid value: {key!r}: {why}"))
+        consumes = dev.get("consumesCounters") or []
+        if len(consumes) > MAX_CONSUMES_COUNTERS:
+            causes.append((f"{path}.consumesCounters", f"Too many: {len(consumes)}: must have at most {MAX_CONSUMES_COUNTERS} items"))
+    counter_sets = spec.get("sharedCounters") or []
+    if len(counter_sets) > MAX_COUNTER_SETS:
+        causes.append(("spec.sharedCounters", f"Too many: {len(counter_sets)}: must have at most {MAX_COUNTER_SETS} items"))
+    for i, cs in enumerate(counter_sets):
+        if not isinstance(cs, dict) or not is_dns_label(cs.get("name")):
+            causes.append((f"spec.sharedCounters[{i}].name", "Invalid value: must be a DNS-1123 label"))
+            continue
+        counters = cs.get("counters") or {}
+        if len(counters) > MAX_COUNTERS:
+            causes.append((f"spec.sharedCounters[{i}].counters", f"Too many: {len(counters)}: must have at most {MAX_COUNTERS} items"))
+        for cname in counters:
+            if not is_dns_label(cname):
+                causes.append((f"spec.sharedCounters[{i}].counters[{cname}]", "Invalid value: must be a DNS-1123 label"))
+    return causes
+
+
+def _slice(obj: dict[str, Any]) -> Causes:
+    try:
+        from driver.devices.validate import validate_slice  # the device model's own limits
+    except ImportError:
+        return _slice_builtin(obj)
+    causes: Causes = []
+    for message in validate_slice(obj):
+        path, sep, rest = message.partition(": ")
+        if sep and re.match(r"^[A-Za-z][\w.\[\]/-]*$", path):
+            causes.append((path, rest))
+        else:
+            causes.append(("spec", message))
+    return causes
+
+
+# --- claims, templates, classes --------------------------------------------------------------
+
+def _selectors(path: str, selectors: Any) -> Causes:
+    if selectors is None:
+        return []
+    if not isinstance(selectors, list):
+        return [(path, "Invalid value: expected a list")]
+    causes: Causes = []
+    if len(selectors) > MAX_ITEMS:
+        causes.append((path, f"Too many: {len(selectors)}: must have at most {MAX_ITEMS} items"))
+    for i, sel in enumerate(selectors):
+        expr = sel.get("cel", {}).get("expression") if isinstance(sel, dict) and isinstance(sel.get("cel"), dict) else None
+        if not isinstance(expr, str) or not expr.strip():
+            causes.append((f"{path}[{i}].cel.expression", "Required value"))
+        elif len(expr.encode()) > MAX_CEL_BYTES:
+            causes.append((f"{path}[{i}].cel.expression", f"Too long: must have at most {MAX_CEL_BYTES} bytes"))
+        else:
+            why = _cel_compile_error(expr)
+            if why:
+                causes.append((f"{path}[{i}].cel.expression", f"Invalid value: {why}"))
+    return causes
+
+
+def _cel_compile_error(expr: str) -> str:
+    try:
+        from driver.dra.cel import compile_selector
+    except ImportError:
+        return ""
+    try:
+        compile_selector(expr)
+    except ValueError as exc:
+        return f"compilation failed: {exc}"
+    return ""
+
+
+def _configs(path: str, configs: Any, request_names: set[str] | None) -> Causes:
+    if configs is None:
+        return []
+    if not isinstance(configs, list):
+        return [(path, "Invalid value: expected a list")]
+    causes: Causes = []
+    if len(configs) > MAX_ITEMS:
+        causes.append((path, f"Too many: {len(configs)}: must have at most {MAX_ITEMS} items"))
+    for i, cfg in enumerate(configs):
+        cpath = f"{path}[{i}]"
+        opaque = cfg.get("opaque") if isinstance(cfg, dict) else None
+        if not isinstance(opaque, dict):
+            causes.append((f"{cpath}.opaque", "Required value"))
+            continue
+        if not is_dns_subdomain(opaque.get("driver")):
+            causes.append((f"{cpath}.opaque.driver", "Invalid value: must be a DNS subdomain"))
+        params = opaque.get("parameters")
+        if not isinstance(params, dict):
+            causes.append((f"{cpath}.opaque.parameters", "Required value: an object"))
+        elif len(json.dumps(params, separators=(",", ":"))) > MAX_OPAQUE_BYTES:
+            causes.append((f"{cpath}.opaque.parameters", f"Too long: must have at most {MAX_OPAQUE_BYTES} bytes"))
+        if request_names is not None:
+            for j, req in enumerate(cfg.get("requests") or []):
+                if req not in request_names:
+                    causes.append((f"{cpath}.requests[{j}]", f"Invalid value: {req!r}: must be the name of a request in the claim"))
+    return causes
+
+
+def _exact(path: str, req: dict[str, Any]) -> Causes:
+    causes: Causes = []
+    if not is_dns_subdomain(req.get("deviceClassName")):
+        causes.append((f"{path}.deviceClassName", "Required value: must be the name of a DeviceClass"))
+    mode = req.get("allocationMode", "ExactCount")
+    if mode not in ("ExactCount", "All"):
+        causes.append((f"{path}.allocationMode", f"Unsupported value: {mode!r}: supported values: \"All\", \"ExactCount\""))
+    count = req.get("count")
+    if mode == "ExactCount" and count is not None and (not isinstance(count, int) or count <= 0):
+        causes.append((f"{path}.count", f"Invalid value: {count!r}: must be greater than zero"))
+    if mode == "All" and count not in (None, 0):
+        causes.append((f"{path}.count", "Invalid value: must not be specified when allocationMode is All"))
+    causes += _selectors(f"{path}.selectors", req.get("selectors"))
+    return causes
+
+
+def validate_claim_spec(path: str, spec: Any) -> Causes:
+    """ResourceClaim.spec (also the spec of a template's claim)."""
+    if spec is None:
+        return []
+    if not isinstance(spec, dict):
+        return [(path, "Invalid value: expected an object")]
+    devices = spec.get("devices") or {}
+    if not isinstance(devices, dict):
+        return [(f"{path}.devices", "Invalid value: expected an object")]
+    causes: Causes = []
+    requests = devices.get("requests") or []
+    if len(requests) > MAX_ITEMS:
+        causes.append((f"{path}.devices.requests", f"Too many: {len(requests)}: must have at most {MAX_ITEMS} items"))
+    names: set[str] = set()
+    for i, req in enumerate(requests):
+        rpath = f"{path}.devices.requests[{i}]"
+        if not isinstance(req, dict):
+            causes.append((rpath, "Invalid value: expected an object"))
+            continue
+        name = req.get("name")
+        if not is_dns_label(name):
+            causes.append((f"{rpath}.name", f"Invalid value: {name!r}: must be a DNS-1123 label"))
+        elif name in names:
+            causes.append((f"{rpath}.name", f"Duplicate value: {name!r}"))
+        names.add(str(name))
+        exactly, first = req.get("exactly"), req.get("firstAvailable")
+        if (exactly is None) == (first is None):
+            causes.append((rpath, "Invalid value: exactly one of `exactly` or `firstAvailable` is required"))
+        elif exactly is not None:
+            causes += _exact(f"{rpath}.exactly", exactly) if isinstance(exactly, dict) else [(f"{rpath}.exactly", "Invalid value: expected an object")]
+        else:
+            if not isinstance(first, list) or not first:
+                causes.append((f"{rpath}.firstAvailable", "Required value: at least one subrequest"))
+                continue
+            if len(first) > MAX_SUBREQUESTS:
+                causes.append((f"{rpath}.firstAvailable", f"Too many: {len(first)}: must have at most {MAX_SUBREQUESTS} items"))
+            for j, sub in enumerate(first):
+                spath = f"{rpath}.firstAvailable[{j}]"
+                if not isinstance(sub, dict):
+                    causes.append((spath, "Invalid value: expected an object"))
+                    continue
+                if not is_dns_label(sub.get("name")):
+                    causes.append((f"{spath}.name", f"Invalid value: {sub.get('name')!r}: must be a DNS-1123 label"))
+                else:
+                    names.add(f"{name}/{sub['name']}")
+                causes += _exact(spath, sub)
+    constraints = devices.get("constraints") or []
+    if len(constraints) > MAX_ITEMS:
+        causes.append((f"{path}.devices.constraints", f"Too many: {len(constraints)}: must have at most {MAX_ITEMS} items"))
+    for i, con in enumerate(constraints):
+        cpath = f"{path}.devices.constraints[{i}]"
+        if not isinstance(con, dict):
+            causes.append((cpath, "Invalid value: expected an object"))
+            continue
+        kinds = [k for k in ("matchAttribute", "distinctAttribute") if con.get(k)]
+        if len(kinds) != 1:
+            causes.append((cpath, "Invalid value: exactly one of `matchAttribute` or `distinctAttribute` is required"))
+        for k in kinds:
+            why = _attribute_key_errors(con[k])
+            if why or "/" not in con[k]:
+                causes.append((f"{cpath}.{k}", f"Invalid value: {con[k]!r}: must be a fully qualified attribute name (<domain>/<name>)"))
+        for j, req in enumerate(con.get("requests") or []):
+            if req not in names:
+                causes.append((f"{cpath}.requests[{j}]", f"Invalid value: {req!r}: must be the name of a request in the claim"))
+    causes += _configs(f"{path}.devices.config", devices.get("config"), names)
+    return causes
+
+
+def _claim_status(status: Any, old_status: Any) -> Causes:
+    if status is None:
+        return []
+    if not isinstance(status, dict):
+        return [("status", "Invalid value: expected an object")]
+    causes: Causes = []
+    alloc = status.get("allocation")
+    old_alloc = old_status.get("allocation") if isinstance(old_status, dict) else None
+    if old_alloc is not None and alloc is not None and alloc != old_alloc:
+        causes.append(("status.allocation", "Invalid value: field is immutable: an allocation can be set or cleared, never changed"))
+    if isinstance(alloc, dict):
+        results = (alloc.get("devices") or {}).get("results") or []
+        for i, res in enumerate(results):
+            rpath = f"status.allocation.devices.results[{i}]"
+            if not isinstance(res, dict):
+                causes.append((rpath, "Invalid value: expected an object"))
+                continue
+            for key in ("request", "driver", "pool", "device"):
+                if not res.get(key):
+                    causes.append((f"{rpath}.{key}", "Required value"))
+            if res.get("device") and not is_dns_label(res["device"]):
+                causes.append((f"{rpath}.device", f"Invalid value: {res['device']!r}: must be a DNS-1123 label"))
+        causes += _configs("status.allocation.devices.config", (alloc.get("devices") or {}).get("config"), None)
+    reserved = status.get("reservedFor") or []
+    if not isinstance(reserved, list):
+        return causes + [("status.reservedFor", "Invalid value: expected a list")]
+    if reserved and alloc is None:
+        causes.append(("status.reservedFor", "Forbidden: may not be specified when `allocation` is not set"))
+    if len(reserved) > MAX_RESERVED_FOR:
+        causes.append(("status.reservedFor", f"Too many: {len(reserved)}: must have at most {MAX_RESERVED_FOR} items"))
+    uids: set[str] = set()
+    for i, ref in enumerate(reserved):
+        rpath = f"status.reservedFor[{i}]"
+        if not isinstance(ref, dict):
+            causes.append((rpath, "Invalid value: expected an object"))
+            continue
+        for key in ("resource", "name", "uid"):
+            if not ref.get(key):
+                causes.append((f"{rpath}.{key}", "Required value"))
+        if ref.get("uid") in uids:
+            causes.append((f"{rpath}.uid", f"Duplicate value: {ref.get('uid')!r}"))
+        uids.add(str(ref.get("uid")))
+    return causes
+
+
+def validate_dra(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
+    """Causes for a resource.k8s.io object of `kind` (`old` set on updates)."""
+    if kind == "ResourceSlice":
+        return _slice(obj)
+    if kind == "ResourceClaim":
+        causes = validate_claim_spec("spec", obj.get("spec"))
+        if old is not None and obj.get("spec") != old.get("spec"):
+            causes.append(("spec", "Invalid value: field is immutable"))
+        return causes + _claim_status(obj.get("status"), (old or {}).get("status"))
+    if kind == "ResourceClaimTemplate":
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return [("spec", "Required value")]
+        causes = validate_claim_spec("spec.spec", spec.get("spec"))
+        if old is not None and spec != old.get("spec"):
+            causes.append(("spec", "Invalid value: field is immutable"))
+        return causes
+    if kind == "DeviceClass":
+        spec = obj.get("spec") or {}
+        if not isinstance(spec, dict):
+            return [("spec", "Invalid value: expected an object")]
+        causes = _selectors("spec.selectors", spec.get("selectors")) + _configs("spec.config", spec.get("config"), None)
+        ext = spec.get("extendedResourceName")
+        if ext is not None and _qualified_name_errors(ext):
+            causes.append(("spec.extendedResourceName", f"Invalid value: {ext!r}: {_qualified_name_errors(ext)}"))
+        return causes
+    return []

@@ -1,0 +1,80 @@
+"""The e2e target: a real cluster when E2E_KUBECONFIG names a reachable one (kind via
+e2e/run.sh, or any cluster with the chart installed), else the local cluster (driver.local)
+started in this process with its controller, so that CI runs the same tests on every change.
+
+Environment:
+  E2E_KUBECONFIG       kubeconfig of a cluster with gpu-dra installed
+  E2E_SCHEDULER_NAME   the controller's scheduler name there (default gpu-dra-scheduler)
+  E2E_DRIVER_NAME      the driver name there (default gpu.nvidia.com)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from kubernetes import client, config
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from e2e_support import Target  # noqa: E402
+
+SCHEDULER = os.environ.get("E2E_SCHEDULER_NAME", "gpu-dra-scheduler")
+DRIVER = os.environ.get("E2E_DRIVER_NAME", "gpu.nvidia.com")
+
+
+def _reachable(kubeconfig: Path) -> str | None:
+    """None when the API server answers /version, else why not."""
+    if not kubeconfig.is_file():
+        return f"{kubeconfig} is not a file"
+    try:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        try:
+            client.VersionApi(api).get_code(_request_timeout=10)
+        finally:
+            api.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable", reported verbatim
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _local_cluster() -> Iterator[Target]:
+    """The in-process local cluster with the controller, or a skip saying what is missing."""
+    try:
+        from driver.local.cluster import LocalCluster
+    except ImportError as exc:
+        pytest.skip(f"no e2e target: E2E_KUBECONFIG is not set and the local cluster is not available ({exc})")
+    with tempfile.TemporaryDirectory(prefix="gpu-dra-e2e-") as tmp:
+        kubeconfig = Path(tmp) / "kubeconfig"
+        cluster = LocalCluster(scheduler_name=SCHEDULER)
+        cluster.start()
+        try:
+            cluster.write_kubeconfig(kubeconfig)
+            target = Target(f"local cluster ({kubeconfig})", kubeconfig, SCHEDULER, cluster.driver_name)
+            try:
+                yield target
+            finally:
+                target.close()
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def target() -> Iterator[Target]:
+    env = os.environ.get("E2E_KUBECONFIG")
+    if env:
+        kubeconfig = Path(env).expanduser()
+        problem = _reachable(kubeconfig)
+        if problem is None:
+            found = Target(f"cluster from E2E_KUBECONFIG={kubeconfig}", kubeconfig, SCHEDULER, DRIVER)
+            try:
+                yield found
+            finally:
+                found.close()
+            return
+        print(f"\nE2E_KUBECONFIG={env} is not reachable ({problem}); using the local cluster", file=sys.stderr)
+    yield from _local_cluster()

@@ -1,0 +1,42 @@
+"""Helpers shared by the local cluster tests (object bodies, condition waits)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def pod_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}], **spec}}
+
+
+def slice_body(name: str, devices: list[dict[str, Any]], node: str = "node-a") -> dict[str, Any]:
+    return {"metadata": {"name": name},
+            "spec": {"driver": "gpu.nvidia.com", "nodeName": node, "pool": {"name": node, "generation": 1,
+                                                                             "resourceSliceCount": 1},
+                     "devices": devices}}
+
+
+def claim_body(name: str, requests: int = 1) -> dict[str, Any]:
+    return {"metadata": {"name": name},
+            "spec": {"devices": {"requests": [{"name": f"r{i}", "exactly": {"deviceClassName": "gpu.nvidia.com"}}
+                                              for i in range(requests)]}}}
+
+
+def allocation(node: str = "node-a", device: str = "gpu-0") -> dict[str, Any]:
+    return {"devices": {"results": [{"request": "r0", "driver": "gpu.nvidia.com", "pool": node, "device": device}]},
+            "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In",
+                                                                       "values": [node]}]}]}}

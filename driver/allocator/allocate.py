@@ -1,8 +1,9 @@
 """Allocate all of one pod's claims on one node, or none: upstream's structured-allocation search.
 
-Depth-first over claims → requests → device slots with backtracking; the first complete solution
-wins (FACTS §6). Device order comes from a `DeviceChooser` (default: inventory order, which is
-upstream first-fit); packing strategies plug in there, the search itself stays the same.
+The search itself (depth-first with backtracking, first complete solution wins, FACTS §6) is in
+search.py; this module prepares claims, builds the API results and explains failures. Device
+order comes from a `DeviceChooser` (default: inventory order, which is upstream first-fit);
+packing strategies plug in there, the search itself stays the same.
 
 Hot-path choices, because a scheduler calls this for every (pod, node) pair:
 - claims are parsed once per pod (`prepare`), devices once per inventory;
@@ -14,32 +15,15 @@ Hot-path choices, because a scheduler calls this for every (pod, node) pair:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any, Mapping, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
-from driver.allocator.capacity import consumption
-from driver.allocator.inventory import CounterSetKey, DeviceKey, DeviceView, NodeInventory, node_selector_matches
-from driver.allocator.request import ClaimError, ClaimSpec, ConstraintSpec, PreparedClaims, RequestSpec, prepare
+from driver.allocator.inventory import DeviceKey, DeviceView, NodeInventory, node_selector_matches
+from driver.allocator.request import ClaimError, ClaimSpec, PreparedClaims, RequestSpec, prepare
+from driver.allocator.search import AttemptState, DeviceChooser, SearchAbort, matching_devices, search
 from driver.allocator.usage import NodeUsage, Pick
-from driver.dra.cel import matches
 from driver.dra.quantity import format_quantity
-
-MAX_STEPS = 200_000  # search nodes per attempt before giving up (pathological constraint sets)
 _SHARE_NS = uuid.UUID("6f1d3a52-6a43-4b8e-9a8e-3c3f1f0b9d11")
-
-
-class DeviceChooser(Protocol):
-    """Orders (and may drop) the available candidates for one request on one node.
-
-    `candidates` are the devices that match the request's selectors and are free enough right now
-    (including this attempt's earlier picks). For shared devices, what the request would consume
-    on a device is `consumed_capacity(device, request.capacity_requests)`. The search tries the
-    returned devices in order and backtracks through them when constraints demand it.
-    """
-
-    def order(self, request: RequestSpec, candidates: list[DeviceView], inventory: NodeInventory,
-              usage: NodeUsage) -> list[DeviceView]: ...
 
 
 @dataclass(slots=True)
@@ -92,280 +76,6 @@ class AllocationResult:
         return [c.allocation for c in self.claims]
 
 
-# ----------------------------------------------------------------------------- candidates
-
-
-def matching_devices(spec: RequestSpec, inventory: NodeInventory) -> list[DeviceView] | str:
-    """Devices passing the class then request selectors (cached per inventory), or a CEL error."""
-    hit = inventory.match_cache.get(spec.key)
-    if hit is not None:
-        return hit
-    out: list[DeviceView] = []
-    error: str | None = None
-    for device in inventory.devices:
-        ok = True
-        for sel in spec.selectors:
-            r = matches(sel, device)
-            if r is True:
-                continue
-            if r is not False:
-                error = f"device {device.pool}/{device.name}: {r}"
-            ok = False
-            break
-        if error is not None:
-            break
-        if ok:
-            out.append(device)
-    result: list[DeviceView] | str = error if error is not None else out
-    inventory.match_cache[spec.key] = result
-    return result
-
-
-_FREE: tuple[dict[str, Fraction], tuple[tuple[str, int], ...]] = ({}, ())
-Consumption = tuple[dict[str, Fraction], tuple[tuple[str, int], ...]]
-
-
-@dataclass(slots=True)
-class _State:
-    """This attempt's picks, layered over the node's usage (amounts in nano-units)."""
-
-    inventory: NodeInventory
-    usage: NodeUsage
-    taken: set[DeviceKey] = field(default_factory=set)
-    shared: dict[DeviceKey, dict[str, int]] = field(default_factory=dict)
-    shared_refs: dict[DeviceKey, int] = field(default_factory=dict)
-    counters: dict[CounterSetKey, dict[str, int]] = field(default_factory=dict)
-    steps: int = 0
-
-    def fits(self, d: DeviceView, spec: RequestSpec) -> Consumption | None:
-        """What `d` would consume for `spec` now, or None if it cannot take it."""
-        if d.taints and not spec.tolerates(d):
-            return None
-        if spec.capacity_key or d.allow_multiple:
-            consumed = consumption(d, spec.capacity_requests, spec.capacity_key)
-            if consumed is None:
-                return None
-        else:
-            consumed = _FREE
-        if spec.admin:
-            return _FREE
-        key = d.key
-        if d.allow_multiple:
-            used = self.usage.shared.get(key)
-            extra = self.shared.get(key)
-            caps = d.cap_units
-            for qn, amount in consumed[1]:
-                have = (used.units.get(qn, 0) if used else 0) + (extra.get(qn, 0) if extra else 0)
-                if have + amount > caps[qn]:
-                    return None
-            if (used and used.refs) or self.shared_refs.get(key):
-                return consumed  # counters already charged for this device
-        elif key in self.taken or key in self.usage.exclusive:
-            return None
-        if d.consumes_units and not self._counters_fit(d):
-            return None
-        return consumed
-
-    def _counters_fit(self, d: DeviceView) -> bool:
-        totals = self.inventory.counter_units
-        for cset, amounts in d.consumes_units:
-            total = totals.get(cset)
-            if total is None:
-                return False
-            used = self.usage.counter_units.get(cset)
-            extra = self.counters.get(cset)
-            for name, amount in amounts:
-                have = (used.get(name, 0) if used else 0) + (extra.get(name, 0) if extra else 0)
-                if have + amount > total.get(name, 0):
-                    return False
-        return True
-
-    def take(self, d: DeviceView, spec: RequestSpec, consumed: Consumption) -> None:
-        if spec.admin:
-            return
-        key = d.key
-        charge = True
-        if d.allow_multiple:
-            extra = self.shared.setdefault(key, {})
-            for qn, amount in consumed[1]:
-                extra[qn] = extra.get(qn, 0) + amount
-            used = self.usage.shared.get(key)
-            charge = not ((used and used.refs) or self.shared_refs.get(key))
-            self.shared_refs[key] = self.shared_refs.get(key, 0) + 1
-        else:
-            self.taken.add(key)
-        if charge:
-            self._charge(d, 1)
-
-    def release(self, d: DeviceView, spec: RequestSpec, consumed: Consumption) -> None:
-        if spec.admin:
-            return
-        key = d.key
-        charge = True
-        if d.allow_multiple:
-            extra = self.shared[key]
-            for qn, amount in consumed[1]:
-                extra[qn] -= amount
-            self.shared_refs[key] -= 1
-            used = self.usage.shared.get(key)
-            charge = not ((used and used.refs) or self.shared_refs[key])
-        else:
-            self.taken.discard(key)
-        if charge:
-            self._charge(d, -1)
-
-    def _charge(self, d: DeviceView, sign: int) -> None:
-        for cset, amounts in d.consumes_units:
-            extra = self.counters.setdefault(cset, {})
-            for name, amount in amounts:
-                extra[name] = extra.get(name, 0) + sign * amount
-
-
-# ----------------------------------------------------------------------------- constraints
-
-
-def _comparable(value: Any) -> Any:
-    # bool is an int in Python; an attribute typed bool must never "match" an int 1.
-    return (type(value).__name__, value)
-
-
-class _Constraints:
-    """matchAttribute / distinctAttribute state of one claim while the search runs."""
-
-    __slots__ = ("items", "match", "seen")
-
-    def __init__(self, items: list[ConstraintSpec]) -> None:
-        self.items = items
-        self.match: list[list[Any]] = [[None, 0] for _ in items]  # value, count
-        self.seen: list[dict[Any, int]] = [{} for _ in items]
-
-    def applicable(self, spec: RequestSpec) -> list[int]:
-        return [i for i, c in enumerate(self.items) if c.applies(spec)]
-
-    def ok(self, idx: list[int], d: DeviceView) -> bool:
-        for i in idx:
-            c = self.items[i]
-            v = d.attribute(c.attribute)
-            if v is None:
-                return False
-            v = _comparable(v)
-            if c.distinct:
-                if self.seen[i].get(v):
-                    return False
-            elif self.match[i][1] and self.match[i][0] != v:
-                return False
-        return True
-
-    def add(self, idx: list[int], d: DeviceView, sign: int) -> None:
-        for i in idx:
-            c = self.items[i]
-            v = _comparable(d.attribute(c.attribute))
-            if c.distinct:
-                self.seen[i][v] = self.seen[i].get(v, 0) + sign
-            else:
-                m = self.match[i]
-                m[0] = v
-                m[1] += sign
-
-
-# ----------------------------------------------------------------------------- search
-
-
-class _Abort(Exception):
-    def __init__(self, reason: str, permanent: bool) -> None:
-        super().__init__(reason)
-        self.reason, self.permanent = reason, permanent
-
-
-def _search(claims: list[ClaimSpec], st: _State, chooser: DeviceChooser | None) -> list[list[tuple]] | None:
-    """Picks per claim as (spec, device, consumed) tuples, or None when nothing fits."""
-    flat = [(ci, g) for ci, c in enumerate(claims) for g in c.groups]
-    picked: list[list[tuple]] = [[] for _ in claims]
-    cons = [_Constraints(c.constraints) for c in claims]
-    inv, usage = st.inventory, st.usage
-
-    def solve(gi: int) -> bool:
-        if gi == len(flat):
-            return True
-        ci, group = flat[gi]
-        for spec in group.alternatives:
-            if place(spec, ci, gi):
-                return True
-        return False
-
-    def place(spec: RequestSpec, ci: int, gi: int) -> bool:
-        cand = matching_devices(spec, inv)
-        if isinstance(cand, str):
-            raise _Abort(f"claim {claims[ci].label} request {spec.name}: {cand}", True)
-        idx = cons[ci].applicable(spec) if cons[ci].items else []
-        if spec.mode == "All":
-            return place_all(spec, ci, gi, cand, idx)
-        if chooser is not None:
-            # The chooser ranks what is free now; without one, inventory order is first-fit and
-            # availability is checked lazily in `choose` (usually the first device fits).
-            avail = [d for d in cand if st.fits(d, spec) is not None]
-            if len(avail) < spec.count:
-                return False
-            avail = chooser.order(spec, avail, inv, usage)
-        else:
-            avail = cand
-        return choose(spec, ci, gi, avail, idx, 0, spec.count)
-
-    def choose(spec: RequestSpec, ci: int, gi: int, avail: list[DeviceView], idx: list[int],
-               start: int, left: int) -> bool:
-        if left == 0:
-            return solve(gi + 1)
-        c = cons[ci]
-        for i in range(start, len(avail) - left + 1):
-            st.steps += 1
-            if st.steps > MAX_STEPS:
-                raise _Abort(f"search gave up after {MAX_STEPS} steps (constraints too hard to satisfy)", False)
-            d = avail[i]
-            if idx and not c.ok(idx, d):
-                continue
-            consumed = st.fits(d, spec)
-            if consumed is None:
-                continue
-            st.take(d, spec, consumed)
-            if idx:
-                c.add(idx, d, 1)
-            picked[ci].append((spec, d, consumed))
-            if choose(spec, ci, gi, avail, idx, i + 1, left - 1):
-                return True
-            picked[ci].pop()
-            if idx:
-                c.add(idx, d, -1)
-            st.release(d, spec, consumed)
-        return False
-
-    def place_all(spec: RequestSpec, ci: int, gi: int, cand: list[DeviceView], idx: list[int]) -> bool:
-        if not cand:
-            return False
-        done: list[tuple] = []
-        ok = True
-        for d in cand:
-            consumed = st.fits(d, spec)
-            if consumed is None or (idx and not cons[ci].ok(idx, d)):
-                ok = False
-                break
-            st.take(d, spec, consumed)
-            if idx:
-                cons[ci].add(idx, d, 1)
-            done.append((spec, d, consumed))
-        if ok:
-            picked[ci].extend(done)
-            if solve(gi + 1):
-                return True
-            del picked[ci][len(picked[ci]) - len(done):]
-        for spec_, d, consumed in reversed(done):
-            if idx:
-                cons[ci].add(idx, d, -1)
-            st.release(d, spec_, consumed)
-        return False
-
-    return picked if solve(0) else None
-
-
 # ----------------------------------------------------------------------------- results
 
 
@@ -380,7 +90,7 @@ def _share_id(claim: ClaimSpec, request: str, d: DeviceView, taken: set[str]) ->
         n += 1
 
 
-def _finish(claims: list[ClaimSpec], picked: list[list[tuple]], st: _State, node: str,
+def _finish(claims: list[ClaimSpec], picked: list[list[tuple]], st: AttemptState, node: str,
             now: str | None) -> AllocationResult:
     share_taken: dict[DeviceKey, set[str]] = {}
     out = []
@@ -410,8 +120,8 @@ def _status(ca: ClaimAllocation) -> dict[str, Any]:
         spec = specs[p.request]
         entry: dict[str, Any] = {"request": p.request, "driver": p.device.driver, "pool": p.device.pool,
                                  "device": p.device.name}
-        if spec.admin:
-            entry["adminAccess"] = True
+        if spec.admin_set:
+            entry["adminAccess"] = spec.admin
         if spec.raw_tolerations:
             entry["tolerations"] = [dict(t) for t in spec.raw_tolerations]
         if p.share_id:
@@ -486,10 +196,10 @@ def allocate(claims: PreparedClaims | Sequence[Mapping[str, Any]], inventory: No
     prep = _prepared(claims, classes)
     if isinstance(prep, AllocationFailure):
         return prep
-    st = _State(inventory, usage)
+    st = AttemptState(inventory, usage)
     try:
-        picked = _search(prep.claims, st, chooser)
-    except _Abort as exc:
+        picked = search(prep.claims, st, chooser)
+    except SearchAbort as exc:
         return AllocationFailure(exc.reason, exc.permanent)
     if picked is None:
         return AllocationFailure(explain(prep, inventory, usage), False)
@@ -499,7 +209,7 @@ def allocate(claims: PreparedClaims | Sequence[Mapping[str, Any]], inventory: No
 def explain(prep: PreparedClaims, inventory: NodeInventory, usage: NodeUsage) -> str:
     """A human reason for a failed attempt: the first request that cannot be served even on its
     own, else the constraints or the competition between requests."""
-    st = _State(inventory, usage)
+    st = AttemptState(inventory, usage)
     for claim in prep.claims:
         for group in claim.groups:
             notes = []
@@ -542,7 +252,7 @@ def quick_reject(claims: PreparedClaims | Sequence[Mapping[str, Any]], inventory
     prep = _prepared(claims, classes)
     if isinstance(prep, AllocationFailure):
         return None
-    st = _State(inventory, usage)
+    st = AttemptState(inventory, usage)
     for claim in prep.claims:
         for group in claim.groups:
             for spec in group.alternatives:

@@ -11,6 +11,7 @@ because allocating from half a pool could hand out a device the driver has alrea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
@@ -28,7 +29,7 @@ CounterSetKey = tuple[str, str, str]  # (driver, pool, counter set name): sets a
 
 def to_units(value: Fraction) -> int:
     """A quantity in nano-units, rounded up like the API server rounds sub-nano precision."""
-    return -((-value.numerator * UNIT) // value.denominator)
+    return _cached_units(value)
 
 
 class SliceError(ValueError):
@@ -141,7 +142,7 @@ def _split(name: str, driver: str) -> tuple[str, str]:
 
 
 def _attr_value(raw: Any, where: str) -> AttrValue:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise SliceError(f"{where}: expected an object with one of int/bool/string/version")
     present = [k for k in ("int", "bool", "string", "version") if k in raw and raw[k] is not None]
     if len(present) != 1:
@@ -166,8 +167,24 @@ def _attr_value(raw: Any, where: str) -> AttrValue:
         raise SliceError(str(exc)) from None
 
 
+@lru_cache(maxsize=16384)
+def _cached_quantity(raw: str | int) -> Fraction:
+    return parse_quantity(raw)
+
+
+@lru_cache(maxsize=16384)
+def _cached_units(value: Fraction) -> int:
+    return -((-value.numerator * UNIT) // value.denominator)
+
+
 def _quantity(raw: Any, where: str) -> Fraction:
+    # Slices repeat the same few quantities ("1", "10Gi") thousands of times: parse each once.
     try:
+        if type(raw) is str or type(raw) is int:
+            try:
+                return _cached_quantity(raw)
+            except QuantityError:
+                pass
         return parse_quantity(raw, where)
     except QuantityError as exc:
         raise SliceError(str(exc)) from None
@@ -210,7 +227,7 @@ def parse_device(raw: Mapping[str, Any], driver: str, pool: str, node: str, wher
     policies: dict[str, RequestPolicy] = {}
     for key, value in (raw.get("capacity") or {}).items():
         domain, ident = _split(key, driver)
-        if not isinstance(value, Mapping) or "value" not in value:
+        if not isinstance(value, dict) or "value" not in value:
             raise SliceError(f"{where}.capacity[{key}]: expected an object with 'value'")
         capacity.setdefault(domain, {})[ident] = _quantity(value["value"], f"{where}.capacity[{key}].value")
         keys[f"{domain}/{ident}"] = key

@@ -59,6 +59,7 @@ class RequestSpec:
     class_configs: list[dict[str, Any]]
     key: tuple[str, ...] = ()  # selector expressions: the cache key for matching devices
     capacity_key: tuple = ()  # capacity requests, hashable: the cache key for consumption
+    admin_set: bool = False  # adminAccess written in the request (then results carry it, even false)
 
     def tolerates(self, device: DeviceView) -> bool:
         """False when the device has a NoSchedule/NoExecute taint no toleration covers."""
@@ -164,17 +165,18 @@ def _spec(raw: Mapping[str, Any], name: str, parent: str, classes: Mapping[str, 
     count = raw.get("count", 1 if mode == "ExactCount" else 0)
     if mode == "ExactCount" and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise ClaimError(f"{where}.count: expected a positive integer, got {count!r}")
+    if raw.get("adminAccess") is not None and not isinstance(raw.get("adminAccess"), bool):
+        raise ClaimError(f"{where}.adminAccess: expected true or false, got {raw.get('adminAccess')!r}")
     if mode == "All" and raw.get("count") not in (None, 0):
         raise ClaimError(f"{where}.count: must not be set with allocationMode All")
     tolerations, raw_tol = _tolerations(raw.get("tolerations"), f"{where}.tolerations")
     caps: dict[str, Fraction] = {}
-    for key, value in (((raw.get("capacity") or {}).get("requests")) or {}).items():
-        if "/" not in key:
-            # Bare names belong to the driver that publishes the device; the device side
-            # qualifies its names the same way, so keep the bare form recognisable.
-            key = f"*/{key}"
+    for cap_name, value in (((raw.get("capacity") or {}).get("requests")) or {}).items():
+        # Bare names belong to the driver that publishes the device, which is not known yet:
+        # "*/name" is resolved per device (capacity.requested_on).
+        key = cap_name if "/" in cap_name else f"*/{cap_name}"
         try:
-            caps[key] = parse_quantity(value, f"{where}.capacity.requests[{key}]")
+            caps[key] = parse_quantity(value, f"{where}.capacity.requests[{cap_name}]")
         except QuantityError as exc:
             raise ClaimError(str(exc)) from None
     configs = [dict(c) for c in (cspec.get("config") or [])]
@@ -183,7 +185,7 @@ def _spec(raw: Mapping[str, Any], name: str, parent: str, classes: Mapping[str, 
         count=count if mode == "ExactCount" else 0, admin=bool(raw.get("adminAccess")),
         tolerations=tolerations, raw_tolerations=raw_tol, capacity_requests=caps,
         class_configs=configs, key=tuple(s.expression for s in selectors),
-        capacity_key=tuple(sorted(caps.items())),
+        capacity_key=tuple(sorted(caps.items())), admin_set=raw.get("adminAccess") is not None,
     )
 
 
@@ -223,6 +225,8 @@ def parse_claim(claim: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any
             if not isinstance(sname, str) or not sname or sname in subnames:
                 raise ClaimError(f"{where}.firstAvailable[{j}].name: required and unique")
             subnames.add(sname)
+            if sub.get("adminAccess") is not None:
+                raise ClaimError(f"{where}.firstAvailable[{j}].adminAccess: not allowed in a subrequest")
             alts.append(_spec(sub, f"{name}/{sname}", name, classes, f"{where}.firstAvailable[{j}]"))
         groups.append(RequestGroup(name, alts))
     constraints = []

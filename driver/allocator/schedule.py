@@ -64,6 +64,7 @@ class Group:
     taints: tuple[tuple[str, str, str], ...]
     unschedulable: bool
     nodes: dict[str, NodeState] = field(default_factory=dict)
+    cache: dict[tuple, Evaluation | None] = field(default_factory=dict)  # scorer.cache_key -> evaluation
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,24 @@ class ClusterState:
 # ---- scheduling --------------------------------------------------------------------------------
 
 
+_MISSING: Any = object()
+
+
+def _rank(c: tuple) -> tuple:
+    return (c[0], c[1])
+
+
+def _best_first(candidates: list[tuple]) -> Any:
+    """The best candidate, then (only if the allocator rejected it) the rest in rank order."""
+    if not candidates:
+        return
+    best = min(candidates, key=_rank)
+    yield best
+    rest = [c for c in candidates if c is not best]
+    rest.sort(key=_rank)
+    yield from rest
+
+
 def _summary(total: int, counts: dict[str, int]) -> str:
     parts = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return f"0/{total} nodes are available: {parts}" if parts else f"0/{total} nodes are available"
@@ -280,10 +299,15 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
     taint_ok: dict[tuple, bool] = {}
 
     candidates: list[tuple[tuple, int, Group, Evaluation]] = []
+    ck = scorer.cache_key(strategy, shape)
+    evaluate = scorer.evaluate
+    missing = _MISSING
     for i, group in enumerate(state.groups.values()):
         if group.pods_free < requests.pods:
             continue
-        ev = scorer.evaluate(strategy, group.klass, group.state, shape)
+        ev = group.cache.get(ck, missing)
+        if ev is missing:
+            ev = group.cache[ck] = evaluate(strategy, group.klass, group.state, shape)
         if ev is None:
             continue
         if group.taints or group.unschedulable:
@@ -294,9 +318,8 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
             if not ok:
                 continue
         candidates.append((ev.cost, i, group, ev))
-    candidates.sort(key=lambda c: (c[0], c[1]))
     failures: dict[Any, str] = {}
-    for cost, _, group, ev in candidates:
+    for cost, _, group, ev in _best_first(candidates):
         for node in list(group.nodes.values()):
             if has_labels and not nodefit.labels_match(selector, affinity, node.name, node.labels):
                 continue

@@ -191,8 +191,9 @@ class Evaluation:
 class Workload:
     """Pod shapes seen so far and their popularity; FGD's target workload is its top `coverage` share.
 
-    Targets are refreshed in epochs (every time the number of pods seen has grown by a quarter),
-    not per pod, so fragment values cached per node state stay valid for many pods.
+    Targets are refreshed in epochs (after 32 pods, then whenever the number seen has doubled), not
+    per pod, so fragment values cached per node state stay valid for many pods; until the first
+    refresh there is no target and FGD falls back to its tie-breaks.
     """
 
     def __init__(self, coverage: float = 0.95) -> None:
@@ -201,7 +202,7 @@ class Workload:
         self.seen = 0
         self.epoch = 0
         self.targets: tuple[tuple[Shape, float], ...] = ()
-        self._next_refresh = 1
+        self._next_refresh = 32
 
     def observe(self, shape: Shape) -> bool:
         """Count one arrival; True when the targets changed (caches keyed on them must go)."""
@@ -209,7 +210,7 @@ class Workload:
         self.seen += 1
         if self.seen >= self._next_refresh:
             self._refresh()
-            self._next_refresh = max(self.seen + 1, int(self.seen * 1.25))
+            self._next_refresh = self.seen * 2
             return True
         return False
 
@@ -239,7 +240,8 @@ class Scorer:
         self.config = config
         self.workload = Workload(config.coverage)
         self._frag: dict[tuple[Any, Free], float] = {}
-        self._eval: dict[tuple[Any, ...], Evaluation | None] = {}
+        self._shape_ids: dict[Shape, int] = {}
+        self._parts_cache: dict[tuple, tuple] = {}
         w = config.weights
         self._w = (w.get("gpu", 0.0), w.get("cpu", 0.0), w.get("memory", 0.0))
         self._wsum = sum(self._w) or 1.0
@@ -247,14 +249,56 @@ class Scorer:
         self._t = (t.get("gpu", 1.0), t.get("cpu", 1.0), t.get("memory", 1.0))
 
     def observe(self, shape: Shape) -> None:
+        import os
+        if os.environ.get("NOMEM"):
+            shape = Shape(shape.cpu, 0, shape.requests)
         if self.workload.observe(shape):
             self._frag.clear()
-            self._eval = {k: v for k, v in self._eval.items() if k[0] not in ("fgd", "fragmentation")}
+            self._parts_cache.clear()
+
+    @property
+    def epoch(self) -> int:
+        return self.workload.epoch
+
+    def cache_key(self, strategy: str, shape: Shape) -> tuple:
+        """Key for caching an evaluation with a node state: includes the workload epoch where it matters."""
+        sid = self._shape_ids.get(shape)
+        if sid is None:
+            sid = self._shape_ids[shape] = len(self._shape_ids)
+        return (strategy, sid, self.workload.epoch if strategy in ("fgd", "fragmentation") else 0)
 
     # -- FGD ------------------------------------------------------------------------------------
 
+    def _parts(self, node: NodeClass) -> tuple:
+        """The targets of this epoch grouped by their GPU part (count, share, devices allowed).
+
+        Many shapes differ only in CPU and memory; grouping lets one pass over the devices serve
+        them all. Rebuilt per node class and epoch.
+        """
+        key = (node.key, self.workload.epoch)
+        parts = self._parts_cache.get(key)
+        if parts is None:
+            grouped: dict[tuple, list[tuple[int, int, float]]] = {}
+            cpu_only: list[tuple[int, int, float]] = []
+            for shape, p in self.workload.targets:
+                if not shape.requests:
+                    cpu_only.append((shape.cpu, shape.memory, p))
+                    continue
+                req = shape.requests[0]
+                grouped.setdefault((req.count, req.share, node.mask(req.mask)), []).append((shape.cpu, shape.memory, p))
+            parts = self._parts_cache[key] = (
+                tuple((count, share, mask, tuple(members)) for (count, share, mask), members in grouped.items()),
+                tuple(cpu_only),
+            )
+        return parts
+
     def fragment(self, node: NodeClass, free: Free) -> float:
-        """Expected unusable GPU milli on a node in state `free` for the learned workload."""
+        """Expected unusable GPU milli on a node in state `free` for the learned workload (FGD's F_n).
+
+        For each target shape m with popularity p_m: all free milli if m cannot run here (CPU,
+        memory, allowed models, devices), else the free milli on devices with less free than m's
+        per-device share.
+        """
         key = (node.key, free)
         value = self._frag.get(key)
         if value is not None:
@@ -263,36 +307,32 @@ class Scorer:
         total = sum(gpus)
         value = 0.0
         if total:
-            for shape, p in self.workload.targets:
-                if shape.cpu > cpu or shape.memory > mem:
+            parts, cpu_only = self._parts(node)
+            for scpu, smem, p in cpu_only:
+                if scpu > cpu or smem > mem:
                     value += p * total
-                    continue
-                if not shape.requests:
-                    continue
-                req = shape.requests[0]
-                share, mask = req.share, node.mask(req.mask)
+            for count, share, mask, members in parts:
                 fits = frag = 0
                 for f, ok in zip(gpus, mask):
                     if f >= share:
                         fits += ok
                     else:
                         frag += f
-                value += p * (total if fits < req.count else frag)
+                if fits < count:
+                    value += total * sum(m[2] for m in members)
+                    continue
+                for scpu, smem, p in members:
+                    value += p * (total if (scpu > cpu or smem > mem) else frag)
         self._frag[key] = value
         return value
 
     # -- evaluation ----------------------------------------------------------------------------
 
     def evaluate(self, strategy: str, node: NodeClass, free: Free, shape: Shape) -> Evaluation | None:
-        """Best placement of `shape` on a node of class `node` in state `free`, or None if it cannot fit."""
-        key = (strategy, node.key, free, shape)
-        if key in self._eval:
-            return self._eval[key]
-        result = self._evaluate(strategy, node, free, shape)
-        self._eval[key] = result
-        return result
+        """Best placement of `shape` on a node of class `node` in state `free`, or None if it cannot fit.
 
-    def _evaluate(self, strategy: str, node: NodeClass, free: Free, shape: Shape) -> Evaluation | None:
+        Not cached here: callers cache per node state with `cache_key` (schedule.py per group).
+        """
         cpu, mem, gpus = free
         if shape.cpu > cpu or shape.memory > mem:
             return None

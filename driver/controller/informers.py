@@ -39,7 +39,8 @@ class Informer:
         self._resp: Any = None
         self._thread: threading.Thread | None = None
         self.resource_version = ""
-        self.relists = 0
+        self.relists = 0  # lists after the first (410 Gone, or a watch that could not resume)
+        self.failures = 0  # watch requests that failed (transport or API errors)
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -96,6 +97,7 @@ class Informer:
                 if status == 410:
                     need_list = True
                     continue
+                self.failures += 1
                 logger.warning("watch_failed", kind=self.res.kind, status=status, error=message, retry_in=delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)

@@ -35,7 +35,7 @@ from driver.controller.leader import LeaderElector, LeaseConfig
 from driver.controller.metrics import Metrics
 from driver.controller.queue import Backoff, WorkQueue
 from driver.controller.status import build_report
-from driver.controller.view import ClusterView, pod_is_done
+from driver.controller.view import ClusterView, pod_is_done, rv_newer
 from driver.controller.writer import FINALIZER, WriteError, Writer
 
 logger = log.get(__name__)
@@ -117,15 +117,20 @@ class Controller:
             self.elector.start()
 
     def stop(self) -> None:
+        """Stop deciding, let in-flight writes finish, then hand the Lease over and stop watching.
+
+        The order matters: releasing the Lease before our last writes landed would let a new
+        leader decide without seeing them.
+        """
         self._stop.set()
-        if self.elector is not None:
-            self.elector.stop(release=True)
         self._leading.clear()
         self.queue.shutdown()
         self.releases.shutdown()
         for t in self._threads:
             t.join(timeout=10)
         self._binders.shutdown(wait=True)
+        if self.elector is not None:
+            self.elector.stop(release=True)
         for inf in self.informers:
             inf.stop()
 
@@ -136,6 +141,9 @@ class Controller:
         return not self._stop.is_set() and all(inf.wait_synced(0) for inf in self.informers)
 
     def _started_leading(self) -> None:
+        if self.cfg.leader is not None:
+            # Runs on the election thread: stay well within the renew deadline.
+            self._catch_up(timeout=self.cfg.leader.renew_deadline / 2)
         self.metrics.leader.set(1)
         self._leading.set()
         # Anything that changed while we were standby: look at every pending pod and every claim.
@@ -146,6 +154,29 @@ class Controller:
             for claim in self.claims.items():
                 if self._needs_release(claim):
                     self.releases.add(k.key_of(claim))
+
+    def _catch_up(self, timeout: float = 10.0) -> None:
+        """Before deciding as a new leader, make sure our claim cache has every write the previous
+        leader made: a consistent LIST, then wait until the cache holds each claim at least at the
+        listed version. Without it, a standby whose watch lags by milliseconds could hand out a
+        device the old leader allocated just before it let go."""
+        try:
+            listed = self.kube.list_raw(k.CLAIMS)["items"]
+        except Exception as exc:  # noqa: BLE001 - then the cache is the best we have
+            logger.warning("catch_up_list_failed", error=k.api_error(exc)[1])
+            return
+        deadline = time.monotonic() + timeout
+        pending = {k.key_of(c): (c.get("metadata") or {}).get("resourceVersion") for c in listed}
+        while pending and time.monotonic() < deadline and not self._stop.is_set():
+            for key, rv in list(pending.items()):
+                cached = self.claims.get(key)
+                have = (cached or {}).get("metadata", {}).get("resourceVersion")
+                if cached is not None and (have == rv or rv_newer(have, rv)):
+                    del pending[key]
+            if pending:
+                time.sleep(0.01)
+        if pending:
+            logger.warning("catch_up_incomplete", claims=len(pending))
 
     def _stopped_leading(self) -> None:
         self.metrics.leader.set(0)

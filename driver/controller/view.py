@@ -57,7 +57,7 @@ def allocation_node(allocation: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _rv_newer(a: str | None, b: str | None) -> bool:
+def rv_newer(a: str | None, b: str | None) -> bool:
     """resourceVersion a is newer than b (they are opaque, but integers on etcd and our server)."""
     try:
         return int(a or 0) > int(b or 0)
@@ -156,7 +156,7 @@ class ClusterView:
             assumed = self.assumed_claims.get(uid)
             if assumed is not None:
                 if sig == assumed.signature or (
-                    assumed.written_rv is not None and _rv_newer(meta.get("resourceVersion"), assumed.written_rv)
+                    assumed.written_rv is not None and rv_newer(meta.get("resourceVersion"), assumed.written_rv)
                 ):
                     del self.assumed_claims[uid]  # confirmed, or superseded by a newer truth
                     self.allocations.pop(uid, None)

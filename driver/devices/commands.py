@@ -97,4 +97,5 @@ def _print(slices: list[dict[str, Any]], inventory: Any, fmt: str) -> None:
             extra = d.mig_profile or (f"replica {d.replica_index}/{d.replicas}" if d.kind == "replica" else "")
             print(f"  {d.name:<32} {d.kind:<10} {d.uuid or '-':<42} {extra}")
     else:
-        yaml.safe_dump_all(slices, sys.stdout, sort_keys=False, default_flow_style=False)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~10x faster on big nodes
+        yaml.dump_all(slices, sys.stdout, Dumper=dumper, sort_keys=False, default_flow_style=False)

@@ -36,12 +36,12 @@ from driver.devices.model import (
     NodeInventory,
     counter_set_name,
     gpu_name,
-    i,
+    int_attr,
     mig_name,
     replica_name,
-    s,
     semver,
-    v,
+    string_attr,
+    version_attr,
 )
 from driver.devices.nodeconfig import NodeConfig
 from driver.dra.quantity import format_quantity
@@ -68,21 +68,21 @@ def _q(n: int) -> str:
 def common_attributes(gpu: GpuInfo, versions: Versions) -> dict[str, dict[str, Any]]:
     """Attributes every device of a GPU carries (NVIDIA's names, FACTS §8)."""
     attrs = {
-        "productName": s(gpu.name),
-        "brand": s(gpu.brand),
-        "architecture": s(gpu.architecture),
-        "cudaComputeCapability": v(semver(".".join(map(str, gpu.cuda_compute_capability)))),
-        "driverVersion": v(semver(versions.driver)),
-        "cudaDriverVersion": v(semver(versions.cuda_driver)),
-        f"{STD}/pciBusID": s(gpu.pci_bus_id),
+        "productName": string_attr(gpu.name),
+        "brand": string_attr(gpu.brand),
+        "architecture": string_attr(gpu.architecture),
+        "cudaComputeCapability": version_attr(semver(".".join(map(str, gpu.cuda_compute_capability)))),
+        "driverVersion": version_attr(semver(versions.driver)),
+        "cudaDriverVersion": version_attr(semver(versions.cuda_driver)),
+        f"{STD}/pciBusID": string_attr(gpu.pci_bus_id),
     }
     if gpu.pcie_root:
-        attrs[f"{STD}/pcieRoot"] = s(gpu.pcie_root)
+        attrs[f"{STD}/pcieRoot"] = string_attr(gpu.pcie_root)
     return attrs
 
 
 def _gpu_device(gpu: GpuInfo, versions: Versions, kind: str = "gpu") -> Device:
-    attrs = {"type": s(kind), "uuid": s(gpu.uuid), "index": i(gpu.index), "minor": i(gpu.minor)}
+    attrs = {"type": string_attr(kind), "uuid": string_attr(gpu.uuid), "index": int_attr(gpu.index), "minor": int_attr(gpu.minor)}
     attrs.update(common_attributes(gpu, versions))
     return Device(
         name=gpu_name(gpu.minor), kind=kind, index=gpu.index, minor=gpu.minor, gpu_uuid=gpu.uuid, uuid=gpu.uuid,
@@ -92,11 +92,11 @@ def _gpu_device(gpu: GpuInfo, versions: Versions, kind: str = "gpu") -> Device:
 
 def _mig_device(gpu: GpuInfo, versions: Versions, profile: MigProfile, start: int, uuid: str | None,
                 dynamic: bool) -> Device:
-    attrs = {"type": s("mig")}
+    attrs = {"type": string_attr("mig")}
     if uuid:
-        attrs["uuid"] = s(uuid)
-    attrs.update({"parentUUID": s(gpu.uuid), "profile": s(profile.name), "parentIndex": i(gpu.index),
-                  "parentMinor": i(gpu.minor)})
+        attrs["uuid"] = string_attr(uuid)
+    attrs.update({"parentUUID": string_attr(gpu.uuid), "profile": string_attr(profile.name), "parentIndex": int_attr(gpu.index),
+                  "parentMinor": int_attr(gpu.minor)})
     attrs.update(common_attributes(gpu, versions))
     e = profile.engines
     capacity = {
@@ -119,8 +119,8 @@ def _mig_device(gpu: GpuInfo, versions: Versions, profile: MigProfile, start: in
 
 
 def _replica_device(gpu: GpuInfo, versions: Versions, k: int, replicas: int, dynamic: bool) -> Device:
-    attrs = {"type": s("replica"), "parentUUID": s(gpu.uuid), "replicaIndex": i(k), "replicas": i(replicas),
-             "parentIndex": i(gpu.index), "parentMinor": i(gpu.minor)}
+    attrs = {"type": string_attr("replica"), "parentUUID": string_attr(gpu.uuid), "replicaIndex": int_attr(k), "replicas": int_attr(replicas),
+             "parentIndex": int_attr(gpu.index), "parentMinor": int_attr(gpu.minor)}
     attrs.update(common_attributes(gpu, versions))
     return Device(
         name=replica_name(gpu.minor, k), kind="replica", index=gpu.index, minor=gpu.minor, gpu_uuid=gpu.uuid,
@@ -230,6 +230,10 @@ def discover(backend: NvmlBackend, config: NodeConfig, node_name: str) -> NodeIn
             devices.append(_gpu_device(gpu, snap.versions))
     for index, error in snap.errors.items():
         logger.warning("gpu_left_out", index=index, error=error)
+    present = {g.index for g in snap.gpus} | set(snap.errors)
+    unknown = sorted(set(config.gpus) - present)
+    if unknown:
+        logger.warning("node_config_names_missing_gpus", gpus=unknown, present=sorted(present))
     logger.debug("discovered", node=node_name, devices=len(devices), counter_sets=len(counter_sets))
     return NodeInventory(node_name=node_name, driver_name=config.driver_name, versions=snap.versions,
                          gpus=snap.gpus, devices=devices, counter_sets=counter_sets, errors=dict(snap.errors))

@@ -143,13 +143,13 @@ def semver(text: str) -> str:
     return ".".join(nums)
 
 
-def s(value: str) -> dict[str, Any]:
+def string_attr(value: str) -> dict[str, Any]:
     return {"string": value}
 
 
-def i(value: int) -> dict[str, Any]:
+def int_attr(value: int) -> dict[str, Any]:
     return {"int": value}
 
 
-def v(value: str) -> dict[str, Any]:
+def version_attr(value: str) -> dict[str, Any]:
     return {"version": value}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from driver.dra.quantity import QuantityError, parse_quantity
@@ -57,6 +58,16 @@ def _version_tuple(version: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> Fraction | str:
+    """Parse cache: a node's slices repeat the same few quantity strings thousands of times."""
+    try:
+        return parse_quantity(text)
+    except QuantityError as exc:
+        return str(exc)
+
+
+@lru_cache(maxsize=4096)
 def qualified_name_error(key: Any) -> str | None:
     """Why `key` is not an attribute/capacity name: a C identifier <= 32, or <domain>/<c-identifier>."""
     if not isinstance(key, str) or not key:
@@ -86,11 +97,14 @@ def _label_name_error(key: Any) -> str | None:
 def _quantity(value: Any, where: str, errors: list[str]) -> Fraction | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
-    try:
-        return parse_quantity(value, where)
-    except QuantityError as exc:
-        errors.append(str(exc))
+    if not isinstance(value, str):
+        errors.append(f"{where}: expected a quantity string such as '10Gi', got {type(value).__name__}")
         return None
+    parsed = _parsed(value)
+    if isinstance(parsed, str):
+        errors.append(f"{where}: {value!r} is not a quantity (expected e.g. '10Gi', '250m', '1.5', '1e3')")
+        return None
+    return parsed
 
 
 def _check_policy(policy: Any, capacity: Fraction | None, where: str, errors: list[str]) -> None:
@@ -426,7 +440,7 @@ def validate_pool(slices: list[dict[str, Any]], version: str = "1.35") -> list[s
         for cs in s["spec"].get("sharedCounters") or []:
             if cs["name"] in sets:
                 errors.append(f"sharedCounters: counter set {cs['name']!r} defined twice in the pool")
-            sets[cs["name"]] = {k: parse_quantity(v["value"]) for k, v in cs["counters"].items()}
+            sets[cs["name"]] = {k: _parsed(str(v["value"])) for k, v in cs["counters"].items()}
     for s in slices:
         for d in s["spec"].get("devices") or []:
             if d["name"] in devices:
@@ -439,6 +453,6 @@ def validate_pool(slices: list[dict[str, Any]], version: str = "1.35") -> list[s
                 for cn, cv in c["counters"].items():
                     if cn not in sets[c["counterSet"]]:
                         errors.append(f"device {d['name']}: counter {cn!r} not in set {c['counterSet']!r}")
-                    elif parse_quantity(cv["value"]) > sets[c["counterSet"]][cn]:
+                    elif _parsed(str(cv["value"])) > sets[c["counterSet"]][cn]:
                         errors.append(f"device {d['name']}: consumes {cv['value']} of {cn!r}, more than the set has")
     return errors

@@ -29,6 +29,8 @@ from driver.dra.quantity import format_quantity, parse_quantity
 from driver.dra.semver import Semver, parse_semver
 
 MAX_EXPRESSION_BYTES = 10 * 1024  # API server limit on a selector expression (FACTS §4)
+MAX_COST = 1_000_000  # Kubernetes' per-expression CEL cost limit
+MAP_BOUND = 32  # a device has at most 32 attributes + capacities: the most any map can iterate
 _INT64 = 2**63
 
 
@@ -208,12 +210,97 @@ def compile_selector(expression: str) -> Selector:
     try:
         program = _ENV.compile(expression)
     except RuntimeError as exc:
-        raise CelError(f"selector expression {expression!r} does not compile: {_clean(str(exc))}") from None
+        message = str(exc)
+        if "cannot be the range of a comprehension" not in message:
+            raise CelError(f"selector expression {expression!r} does not compile: {_clean(message)}") from None
+        # cel-expr-python 0.1.3's checker refuses a comprehension over a map reached through a
+        # dyn value (`device.attributes['d'].exists(...)`), which Kubernetes accepts. Such an
+        # expression is compiled unchecked: the runtime is dynamically typed, so it evaluates the
+        # same, and type errors surface as evaluation errors (reported on the claim) instead.
+        try:
+            program = _ENV.compile(expression, disable_check=True)
+        except RuntimeError as exc2:
+            raise CelError(f"selector expression {expression!r} does not compile: {_clean(str(exc2))}") from None
+    cost = estimate_cost(expression)
+    if cost > MAX_COST:
+        raise CelError(f"selector expression {expression!r}: estimated cost {cost} exceeds the limit of {MAX_COST}")
     rtype = program.return_type()
     if rtype != cel.Type.BOOL and rtype != cel.Type.DYN:
         raise CelError(f"selector expression {expression!r} must evaluate to bool, not {rtype.name()}")
     domains = {a or b for a, b in _INDEXED.findall(expression)} | set(_DOTTED.findall(expression))
     return Selector(expression, program, frozenset(domains))
+
+
+_MACRO = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(")
+
+
+def _blank_strings(expr: str) -> str:
+    """The expression with string literal contents blanked, so brackets inside them are ignored."""
+    out, i, n = [], 0, len(expr)
+    while i < n:
+        ch = expr[i]
+        if ch in "'\"":
+            j = i + 1
+            while j < n and expr[j] != ch:
+                j += 2 if expr[j] == "\\" else 1
+            out.append(ch + " " * (min(j, n) - i - 1) + (ch if j < n else ""))
+            i = j + 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _close(text: str, start: int, open_: str, close: str, step: int) -> int:
+    depth, i = 0, start
+    while 0 <= i < len(text):
+        if text[i] == open_:
+            depth += 1
+        elif text[i] == close:
+            depth -= 1
+            if depth == 0:
+                return i
+        i += step
+    return i
+
+
+def estimate_cost(expression: str) -> int:
+    """A static worst-case estimate of evaluation cost, standing in for Kubernetes' cost limit.
+
+    The runtime has no cost tracking, and only comprehensions can make a selector expensive: each
+    macro iterates at most its receiver's size (a list literal's length, else a device map, ≤ 32),
+    nested macros multiply. The estimate is the sum over macros of the product of the bounds of
+    the macros enclosing it, plus the expression's length for everything else.
+    """
+    text = _blank_strings(expression)
+    spans = []  # (start of arguments, end of arguments, bound)
+    for m in _MACRO.finditer(text):
+        args_end = _close(text, m.end() - 1, "(", ")", 1)
+        recv_end = m.start() - 1
+        while recv_end >= 0 and text[recv_end].isspace():
+            recv_end -= 1
+        bound = MAP_BOUND
+        if recv_end >= 0 and text[recv_end] == "]":
+            recv_start = _close(text, recv_end, "]", "[", -1)
+            inner = text[recv_start + 1:recv_end]
+            depth, items = 0, 1 if inner.strip() else 0
+            for ch in inner:
+                depth += ch in "[({"
+                depth -= ch in "])}"
+                items += ch == "," and depth == 0
+            # A list literal bounds the iteration; `x[...]` indexing (no literal) stays a map.
+            before = text[:recv_start].rstrip()
+            if not before or before[-1] in "(,[&|!?:=<>+-*/%":
+                bound = max(items, 1)
+        spans.append((m.end(), args_end, bound))
+    cost = len(expression)
+    for start, end, bound in spans:
+        product = bound
+        for s2, e2, b2 in spans:
+            if s2 < start and end <= e2:
+                product *= b2
+        cost += product
+    return cost
 
 
 def _clean(message: str) -> str:

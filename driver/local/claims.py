@@ -226,7 +226,12 @@ class ClaimController:
             claim = _raw(self.resource.replace_namespaced_resource_claim_status(name, ns, claim, _preload_content=False))
             logger.info("claim_reservations_updated", namespace=ns, claim=name, reserved=len(valid),
                         deallocated="allocation" not in new_status)
-        if not valid and not (claim.get("status") or {}).get("allocation") and DELETE_PROTECTION in finalizers:
+        deallocated = bool(status.get("allocation")) and not (claim.get("status") or {}).get("allocation")
+        being_deleted = bool(claim["metadata"].get("deletionTimestamp"))
+        # The scheduler adds the finalizer just before it writes the allocation: an unallocated claim
+        # keeps it unless this sync deallocated it or the claim is being deleted.
+        if not valid and DELETE_PROTECTION in finalizers and not (claim.get("status") or {}).get("allocation") \
+                and (deallocated or being_deleted):
             claim["metadata"]["finalizers"] = [f for f in finalizers if f != DELETE_PROTECTION]
             claim = _raw(self.resource.replace_namespaced_resource_claim(name, ns, claim, _preload_content=False))
         owner = owning_pod(claim)

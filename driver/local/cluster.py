@@ -66,10 +66,13 @@ def driver_plugin_factory(node: NodeSpec, cluster: "LocalCluster") -> tuple[Comp
         nvml = str(path)
     node_config = base / "config.yaml"
     node_config.write_text(yaml.safe_dump(node.node_config(cluster.spec.driver_name)))
-    plugin_dir = base / "plugin"
+    sockets = base
+    if len(str(base / "registry" / f"{cluster.spec.driver_name}-reg.sock")) > 100:
+        sockets = cluster.short_dir() / node.name  # unix socket paths are limited to 107 bytes
+    plugin_dir = sockets / "plugin"
     options = PluginOptions(
         node_name=node.name, driver_name=cluster.spec.driver_name, nvml=f"mock:{nvml}", node_config=str(node_config),
-        kubeconfig=str(cluster.kubeconfig), plugin_dir=str(plugin_dir), registry_dir=str(base / "registry"),
+        kubeconfig=str(cluster.kubeconfig), plugin_dir=str(plugin_dir), registry_dir=str(sockets / "registry"),
         cdi_root=str(base / "cdi"), state_dir=str(base / "state"))
     plugin = Plugin(options)
     return plugin, Path(getattr(plugin, "dra_socket", plugin_dir / "dra.sock"))
@@ -100,6 +103,13 @@ class LocalCluster:
         self.components: list[Component] = []
         self.kubelets: dict[str, Kubelet] = {}
         self._clients: list[client.ApiClient] = []
+        self._short_dir: Path | None = None
+
+    def short_dir(self) -> Path:
+        """A short private directory under /tmp for unix sockets (removed with the cluster)."""
+        if self._short_dir is None:
+            self._short_dir = Path(tempfile.mkdtemp(prefix="gdl-", dir="/tmp"))
+        return self._short_dir
 
     def api_client(self) -> client.ApiClient:
         """A fresh official-client ApiClient for this cluster (closed with the cluster)."""
@@ -152,6 +162,9 @@ class LocalCluster:
         for api in self._clients:
             api.close()
         self._clients.clear()
+        if self._short_dir is not None:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
+            self._short_dir = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

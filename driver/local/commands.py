@@ -19,7 +19,27 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     up.add_argument("--workdir", default=None, help="directory for node state and sockets (default: a temp dir)")
     up.add_argument("--no-plugins", action="store_true", help="do not start the kubelet plugins in-process")
     up.set_defaults(func=_up)
+    bench = local_sub.add_parser("bench-list", help="time lists of many large ResourceSlices over HTTP")
+    bench.add_argument("--slices", type=int, default=1000, help="number of slices (default 1000)")
+    bench.add_argument("--devices", type=int, default=100, help="devices per slice (default 100)")
+    bench.add_argument("--repeats", type=int, default=5, help="lists timed (default 5)")
+    bench.add_argument("--models", action="store_true", help="also time one list into client models (slow)")
+    bench.set_defaults(func=_bench)
     local.set_defaults(func=lambda args: (local.print_help(), 2)[1])
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from driver.local.bench import run
+
+    try:
+        figures = run(args.slices, args.devices, args.repeats, args.models)
+    except ValueError as exc:
+        print(f"gpu-dra local bench-list: {exc}")
+        return 2
+    print(json.dumps(figures, indent=2))
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,7 @@ def _route(path: str) -> _Route | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms stalls
     server: "_HTTPServer"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -407,6 +409,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.conn_lock = threading.Lock()
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up (or stop() closing their sockets) is normal; anything else is logged."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)) or self.stopping.is_set():
+            return
+        logger.exception("connection_failed", client=str(client_address))
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self.conn_lock:
             self.connections.add(request)
@@ -443,7 +452,7 @@ class ApiServer:
         if self._httpd is not None:
             return self
         self._httpd = _HTTPServer((self.host, self.port), self.store, self.faults, self.bookmark_interval)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="local-apiserver", daemon=True)
         self._thread.start()
         logger.info("apiserver_started", url=self.url)

@@ -190,7 +190,7 @@ def _slice(obj: dict[str, Any]) -> Causes:
     causes: Causes = []
     for message in validate_slice(obj):
         path, sep, rest = message.partition(": ")
-        if sep and re.match(r"^[A-Za-z][\w.\[\]/-]*$", path):
+        if sep and re.match(r"^[A-Za-z]\S*$", path):
             causes.append((path, rest))
         else:
             causes.append(("spec", message))

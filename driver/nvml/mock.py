@@ -23,16 +23,24 @@ Node description (YAML or dict):
       lostGpus: [3]
       xids: [{index: 1, xid: 79}]
       latencyMs: 20
+    stateFile: /var/lib/gpu-dra/mock-nvml.json   # optional: MIG state survives restarts
+
+MIG devices outlive the processes that created them on real hardware. With `stateFile` (or the
+`state_file` argument) the mock keeps MIG modes and instances in that JSON file, written
+atomically on every change and read back at start instead of the description's static layout,
+so a restarted plugin finds what it created before it crashed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +62,8 @@ logger = log.get(__name__)
 
 NODE_DIR = Path(__file__).parent / "nodes"
 _SEMVERISH = re.compile(r"^\d+(\.\d+){1,2}$")
-_NODE_KEYS = {"profile", "gpuCount", "nodeName", "driverVersion", "cudaDriverVersion", "migConfig", "gpus", "faults"}
+_NODE_KEYS = {"profile", "gpuCount", "nodeName", "driverVersion", "cudaDriverVersion", "migConfig", "gpus", "faults",
+              "stateFile"}
 _GPU_KEYS = {"index", "migEnabled", "migDevices", "migConfig"}
 _FAULT_KEYS = {"initFailure", "lostGpus", "xids", "latencyMs"}
 
@@ -83,6 +92,7 @@ class NodeDescription:
     model: GpuModel
     gpu_count: int
     node_name: str | None = None
+    state_file: Path | None = None
     driver_version: str = "550.54.15"
     cuda_driver_version: str = "12.4"
     gpus: list[GpuState] = field(default_factory=list)
@@ -109,6 +119,8 @@ def parse_node(raw: Any, source: str = "node description") -> NodeDescription:
     desc = NodeDescription(model=model, gpu_count=count)
     if "nodeName" in raw:
         desc.node_name = string(raw["nodeName"], f"{source}: nodeName")
+    if raw.get("stateFile") is not None:
+        desc.state_file = Path(string(raw["stateFile"], f"{source}: stateFile"))
     for key, attr in (("driverVersion", "driver_version"), ("cudaDriverVersion", "cuda_driver_version")):
         if key in raw:
             value = str(raw[key])
@@ -166,8 +178,9 @@ def parse_node(raw: Any, source: str = "node description") -> NodeDescription:
 
 
 def load_node(spec: str | Path | dict[str, Any]) -> NodeDescription:
-    """A node description from a dict, a YAML path, a file name in driver/nvml/nodes/, or a bare
-    GPU-model name (meaning: 8 GPUs of that model... or the model's usual count, no MIG)."""
+    """A node description from a dict, a YAML path, a node name in driver/nvml/nodes/ (with or
+    without .yaml), or a bare GPU-model name: a plain node of that model, MIG off, with 8 GPUs
+    for MIG-capable (HGX-class) models and 4 otherwise."""
     if isinstance(spec, dict):
         return parse_node(spec)
     text = str(spec)
@@ -195,8 +208,9 @@ class MockNvml:
     """An `NvmlBackend` over a node description. Thread-safe: the plugin's health loop waits on
     events while prepare calls create MIG devices."""
 
-    def __init__(self, desc: NodeDescription, node_name: str = "mock-node"):
+    def __init__(self, desc: NodeDescription, node_name: str = "mock-node", state_file: str | Path | None = None):
         self.desc = desc
+        self.state_file = Path(state_file) if state_file else desc.state_file
         self.seed = desc.node_name or node_name
         self._lock = threading.RLock()
         self._events: queue.Queue[HealthEvent | None] = queue.Queue()
@@ -212,6 +226,8 @@ class MockNvml:
         for state in desc.gpus:
             for profile, start in place(desc.model, state.mig_devices):
                 self._instances[state.index].append(self._make_instance(state.index, profile, start))
+        if self.state_file and self.state_file.exists():
+            self._load_state(self.state_file)
         for index in desc.faults.lost_gpus:
             self.lose_gpu(index)
         for index, xid in desc.faults.xids:
@@ -258,6 +274,50 @@ class MockNvml:
             multiprocessors=profile.multiprocessors,
             engines=profile.engines,
         )
+
+    # ---- persistent state -----------------------------------------------------------------
+    def _load_state(self, path: Path) -> None:
+        where = f"mock NVML state {path}"
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{where}: cannot read: {exc}") from None
+        mapping(raw, where, {"migEnabled", "instances", "serial"}, {"migEnabled", "instances"})
+        enabled = {int(k): boolean(v, f"{where}: migEnabled.{k}") for k, v in raw["migEnabled"].items()}
+        instances: dict[int, list[MigInstance]] = {i: [] for i in range(self.desc.gpu_count)}
+        for n, row in enumerate(sequence(raw["instances"], f"{where}: instances")):
+            rw = f"{where}: instances[{n}]"
+            mapping(row, rw, {"index", "profile", "start", "uuid", "giId"}, {"index", "profile", "start", "uuid", "giId"})
+            index = integer(row["index"], f"{rw}.index", 0, self.desc.gpu_count - 1)
+            try:
+                profile = self.desc.model.mig_profile(string(row["profile"], f"{rw}.profile"))
+            except DataError as exc:
+                raise DataError(f"{rw}.profile: {exc}") from None
+            start = integer(row["start"], f"{rw}.start", 0)
+            existing = [(self.desc.model.mig_profile(m.profile), m.placement_start) for m in instances[index]]
+            reason = is_legal(self.desc.model, [*existing, (profile, start)])
+            if reason:
+                raise DataError(f"{rw}: {reason}")
+            inst = self._make_instance(index, profile, start)
+            instances[index].append(replace(inst, uuid=string(row["uuid"], f"{rw}.uuid"),
+                                            gi_id=integer(row["giId"], f"{rw}.giId", 1)))
+        self._mig_enabled.update({i: e for i, e in enabled.items() if 0 <= i < self.desc.gpu_count})
+        self._instances = instances
+        self._serial.update({int(k): int(v) for k, v in (raw.get("serial") or {}).items()})
+
+    def _save_state(self) -> None:
+        if not self.state_file:
+            return
+        data = {
+            "migEnabled": {str(i): e for i, e in self._mig_enabled.items()},
+            "instances": [{"index": m.parent_index, "profile": m.profile, "start": m.placement_start,
+                           "uuid": m.uuid, "giId": m.gi_id} for i in sorted(self._instances) for m in self._instances[i]],
+            "serial": {str(i): n for i, n in self._serial.items()},
+        }
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.state_file)
 
     # ---- fault injection ------------------------------------------------------------------
     def inject_xid(self, index: int, xid: int, mig_uuid: str | None = None) -> None:
@@ -347,6 +407,7 @@ class MockNvml:
             if not enabled and self._instances[index]:
                 raise NvmlError("nvmlDeviceSetMigMode", "MIG devices still exist; destroy them first", index, "ERROR_IN_USE")
             self._mig_enabled[index] = enabled
+            self._save_state()
 
     def create_mig_instance(self, index: int, profile: str, placement_start: int) -> MigInstance:
         call = "nvmlDeviceCreateGpuInstanceWithPlacement"
@@ -364,6 +425,7 @@ class MockNvml:
                 raise NvmlError(call, f"cannot create {profile} at slice {placement_start}: {reason}", index, "ERROR_INSUFFICIENT_RESOURCES")
             inst = self._make_instance(index, prof, placement_start)
             self._instances[index].append(inst)
+            self._save_state()
         logger.info("mock_mig_created", index=index, profile=profile, start=placement_start, uuid=inst.uuid)
         return inst
 
@@ -374,6 +436,7 @@ class MockNvml:
             for inst in self._instances[index]:
                 if inst.uuid == uuid:
                     self._instances[index].remove(inst)
+                    self._save_state()
                     logger.info("mock_mig_destroyed", index=index, uuid=uuid)
                     return
         raise NvmlError(call, f"no MIG device {uuid}", index, "ERROR_NOT_FOUND")

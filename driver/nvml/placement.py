@@ -58,12 +58,23 @@ def place(
         raise PlacementError(f"existing MIG devices are not a legal layout: {reason}")
     order = sorted(range(len(profiles)), key=lambda i: (-profiles[i].memory_slices, -profiles[i].compute_slices, i))
     chosen: dict[int, int] = {}
+    everything = [*existing, *((p, p.placements[0]) for p in profiles)]
+    counts = Counter(p.name for p, _ in everything)
+    hopeless = (
+        sum(p.memory_slices for p, _ in everything) > model.memory_slices
+        or sum(p.compute_slices for p, _ in everything) > model.compute_slices
+        or any(counts[p.name] > p.max_count for p, _ in everything)
+    )
 
     def search(k: int, current: list[tuple[MigProfile, int]]) -> bool:
         if k == len(order):
             return True
         i = order[k]
+        # instances of one profile are interchangeable: only try starts after the previous one's
+        floor = chosen[order[k - 1]] if k and profiles[order[k - 1]].name == profiles[i].name else -1
         for start in profiles[i].placements:
+            if start <= floor:
+                continue
             candidate = [*current, (profiles[i], start)]
             if is_legal(model, candidate) is None:
                 chosen[i] = start
@@ -71,7 +82,7 @@ def place(
                     return True
         return False
 
-    if not search(0, list(existing)):
+    if hopeless or not search(0, list(existing)):
         want = " + ".join(wanted) or "nothing"
         have = ", ".join(f"{p.name}@{s}" for p, s in existing)
         raise PlacementError(f"cannot place {want} on {model.key}" + (f" next to {have}" if have else ""))

@@ -55,9 +55,12 @@ def pcie_root(bus_id: str, sysfs: str = "/sys/bus/pci/devices") -> str | None:
 class RealNvml:
     """The real NVML. Thread-safe: NVML itself is, and the event set is created under a lock."""
 
-    def __init__(self) -> None:
-        import pynvml  # nvidia-ml-py; importing needs no GPU, nvmlInit does
+    def __init__(self, binding: Any = None) -> None:
+        """`binding` is the pynvml module (default); tests pass a stand-in where no GPU exists."""
+        if binding is None:
+            import pynvml as binding  # nvidia-ml-py; importing needs no GPU, nvmlInit does
 
+        pynvml = binding
         self.nv = pynvml
         self._codes = {getattr(pynvml, n): n[5:] for n in dir(pynvml) if n.startswith("NVML_ERROR_")}
         self._lock = threading.Lock()

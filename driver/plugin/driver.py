@@ -165,7 +165,8 @@ class Plugin:
             StateOptions(o.node_name, o.driver_name, o.cdi_root, o.state_dir or "", device_nodes=o.nvml == "real",
                          crash_at=o.crash_at),
             devices=self.devices, get_claim=self._kube.get_claim, mig=self._mig,
-            smi=NvidiaSmi(o.nvidia_smi), mps=MpsControl(o.mps_control), report=self._report)
+            smi=NvidiaSmi(o.nvidia_smi), mps=MpsControl(o.mps_control), report=self._report,
+            changed=lambda: self.publisher.trigger() if self.publisher else None)
         self.state.recover(list_claims=self._kube.list_claims)
         self.metrics.prepared_devices.set(self.state.prepared_device_count())
         try:

@@ -43,6 +43,7 @@ logger = log.get(__name__)
 SUPPORTED_VERSIONS = ["v1.DRAPlugin", "v1beta1.DRAPlugin"]
 HEALTH_VERSION = "v1alpha1.DRAResourceHealth"
 SOCKET_MODE = 0o660
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 
 
 class SocketInUse(RuntimeError):
@@ -52,6 +53,9 @@ class SocketInUse(RuntimeError):
 def prepare_socket_path(path: str | Path) -> Path:
     """Create the parent directory and remove a stale socket; refuse one that is alive."""
     p = Path(path)
+    if len(str(p).encode()) > MAX_SOCKET_PATH:
+        raise ValueError(f"{p}: a unix socket path may have at most {MAX_SOCKET_PATH} bytes, this one has "
+                         f"{len(str(p).encode())}; choose a shorter plugin/registry directory")
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.exists() or p.is_symlink():
         if not stat.S_ISSOCK(p.lstat().st_mode):
@@ -148,11 +152,18 @@ class HealthBoard:
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     def set_devices(self, names: list[str]) -> None:
-        """Track exactly these devices (new ones start healthy)."""
+        """Track these devices (new ones start healthy).
+
+        Unhealthy devices stay listed even when they are no longer published (a GPU that fell
+        off the bus): pods that hold them must keep seeing them as unhealthy.
+        """
         with self._cond:
             now = int(time.time())
-            self._devices = {n: self._devices.get(n, (health_v1alpha1_pb2.HEALTHY, now, "")) for n in names}
-            self._bump()
+            kept = {n: v for n, v in self._devices.items() if v[0] == health_v1alpha1_pb2.UNHEALTHY}
+            devices = {**kept, **{n: self._devices.get(n, (health_v1alpha1_pb2.HEALTHY, now, "")) for n in names}}
+            if devices != self._devices:
+                self._devices = devices
+                self._bump()
 
     def set_health(self, names: list[str], healthy: bool, message: str) -> None:
         with self._cond:

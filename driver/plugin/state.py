@@ -73,6 +73,7 @@ class DeviceState:
     smi: NvidiaSmi = field(default_factory=NvidiaSmi)
     mps: MpsControl = field(default_factory=MpsControl)
     report: Callable[[str, str], None] = lambda reason, message: None  # node Event sink
+    changed: Callable[[], None] = lambda: None  # the node's devices changed (dynamic MIG): republish
     checkpoint: Checkpoint = field(init=False)
     lock: threading.RLock = field(default_factory=threading.RLock, init=False)
 
@@ -192,6 +193,8 @@ class DeviceState:
         plan = plan_claim(claim, namespace, name, uid, self.options.driver_name, self.pool, self.devices())
         self._check_conflicts(plan)
         rec = ClaimRecord(uid, namespace, name, ckpt.PREPARE_STARTED, [self._record(d) for d in plan.devices])
+        if any(d.sharing == "MPS" for d in rec.devices):
+            rec.mps_dir = str(self._mps_dir(uid))
         self.checkpoint.claims[uid] = rec
         self._save()
         self._crash("after-checkpoint-started")
@@ -207,17 +210,30 @@ class DeviceState:
             raise PrepareError(f"ResourceClaim {namespace}/{name}: {exc}") from exc
         rec.state = ckpt.PREPARE_COMPLETED
         self._save()
+        if any(d.mig_profile for d in rec.devices):
+            self.changed()
         self._crash("after-checkpoint-completed")
         logger.info("claim_prepared", claim=uid, namespace=namespace, name=name, devices=[d.device for d in rec.devices])
         return rec.devices
 
     def _record(self, d: PlannedDevice) -> PreparedDevice:
+        """The device's record with every side effect prepare *intends*, saved before any is made.
+
+        Undoing an intended-but-not-made effect is harmless (reset an interval that was never
+        set, find no MIG instance at the placement, find no MPS dir), so one checkpoint write
+        before the work and one after it are enough for a crash at any point in between.
+        """
         dev = d.device
+        sharing = d.config.config.sharing if d.config else None
+        mps = (sharing is not None and sharing.strategy == "MPS") or (
+            d.config is not None and d.config.config.kind == "FractionalConfig" and d.config.config.enforcement == "MPS")
+        interval = sharing.interval if sharing and sharing.strategy == "TimeSlicing" and sharing.interval else ""
         return PreparedDevice(
             request_names=[d.request], pool=self.pool, device=dev.name, type=dev.type, uuid=dev.uuid,
             parent_uuid=dev.parent_uuid, gpu_index=dev.gpu_index,
             share_id=d.share_id, mig_profile=dev.mig_profile if dev.dynamic else "",
             mig_placement=dev.mig_placement if dev.dynamic else -1, consumed=dict(d.consumed),
+            sharing="MPS" if mps else ("TimeSlicing" if interval else ""), timeslice_interval=interval,
         )
 
     def _check_conflicts(self, plan: ClaimPlan) -> None:
@@ -256,7 +272,6 @@ class DeviceState:
                 existing = self.mig.find(d.device.gpu_index, d.device.mig_profile, d.device.mig_placement)
                 prep.uuid = existing or self.mig.create(d.device.gpu_index, d.device.mig_profile, d.device.mig_placement)
                 prep.mig_created = True
-                self._save()
                 self._crash("after-mig-create")
             elif d.device.dynamic:
                 raise PrepareError(f"device {d.device.name} needs a MIG instance but no NVML backend is available")
@@ -272,10 +287,7 @@ class DeviceState:
                 continue
             if sharing.strategy == "TimeSlicing" and sharing.interval is not None:
                 for d in group:
-                    prep = by_name[d.device.name]
                     self.smi.set_timeslice(d.device.gpu_uuid, sharing.interval_value or 0)
-                    prep.sharing, prep.timeslice_interval = "TimeSlicing", sharing.interval
-                    self._save()
             elif sharing.strategy == "MPS":
                 self._start_mps(rec, group, uuid_of, config, edits)
         self._crash("after-sharing")
@@ -301,11 +313,6 @@ class DeviceState:
     def _start_mps(self, rec: ClaimRecord, group: list[PlannedDevice], uuid_of: dict[str, str],
                    config: Any, edits: dict[str, cdi.DeviceEdits]) -> None:
         claim_dir = self._mps_dir(rec.uid)
-        rec.mps_dir = str(claim_dir)
-        for d in group:
-            by = next(p for p in rec.devices if p.device == d.device.name)
-            by.sharing = "MPS"
-        self._save()
         uuids = [uuid_of[d.device.name] for d in group]
         mps = config.config.sharing.mps if config is not None else None
         settings = MpsSettings(
@@ -330,6 +337,8 @@ class DeviceState:
             self._undo(rec)
             del self.checkpoint.claims[uid]
             self._save()
+            if any(d.mig_profile for d in rec.devices):
+                self.changed()
             logger.info("claim_unprepared", claim=uid, namespace=namespace, name=name)
 
     def _undo(self, rec: ClaimRecord) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from kubernetes import client, config
@@ -42,25 +41,31 @@ def _reachable(kubeconfig: Path) -> str | None:
     return None
 
 
+def _controller_factory(cluster: Any) -> Any:
+    """The allocation controller as one of the local cluster's components (what the chart's
+    Deployment runs), scheduling the pods that name SCHEDULER."""
+    from driver.controller.kube import Kube, new_client
+    from driver.controller.scheduler import Controller, ControllerConfig
+
+    return Controller(Kube(new_client(str(cluster.kubeconfig))), ControllerConfig(scheduler_name=SCHEDULER))
+
+
 def _local_cluster() -> Iterator[Target]:
-    """The in-process local cluster with the controller, or a skip saying what is missing."""
+    """The in-process local cluster (default description) with the controller, or a skip saying
+    what is missing."""
     try:
         from driver.local.cluster import LocalCluster
+        from driver.controller.scheduler import Controller  # noqa: F401 - presence check
     except ImportError as exc:
         pytest.skip(f"no e2e target: E2E_KUBECONFIG is not set and the local cluster is not available ({exc})")
-    with tempfile.TemporaryDirectory(prefix="gpu-dra-e2e-") as tmp:
-        kubeconfig = Path(tmp) / "kubeconfig"
-        cluster = LocalCluster(scheduler_name=SCHEDULER)
-        cluster.start()
+    cluster = LocalCluster(component_factories=[_controller_factory])
+    with cluster:
+        target = Target(f"local cluster ({cluster.api.url})", cluster.kubeconfig, SCHEDULER, cluster.spec.driver_name,
+                    client_validation=False)
         try:
-            cluster.write_kubeconfig(kubeconfig)
-            target = Target(f"local cluster ({kubeconfig})", kubeconfig, SCHEDULER, cluster.driver_name)
-            try:
-                yield target
-            finally:
-                target.close()
+            yield target
         finally:
-            cluster.stop()
+            target.close()
 
 
 @pytest.fixture(scope="session")

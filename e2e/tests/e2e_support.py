@@ -31,6 +31,9 @@ class Target:
     kubeconfig: Path
     scheduler_name: str
     driver_name: str = "gpu.nvidia.com"
+    # kubectl's client-side schema validation needs the server's OpenAPI document, which the
+    # local cluster does not serve (it validates objects itself on create).
+    client_validation: bool = True
     _api: client.ApiClient | None = field(default=None, repr=False)
 
     @property
@@ -96,8 +99,12 @@ def new_namespace(target: Target, stem: str) -> str:
     return name
 
 
-def apply(target: Target, namespace: str, objects: list[dict[str, Any]]) -> None:
-    target.kubectl("apply", "--namespace", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects))
+def apply(target: Target, namespace: str | None, objects: list[dict[str, Any]]) -> None:
+    """`kubectl apply` the objects (into `namespace`, or cluster-scoped when None)."""
+    args = ["apply", f"--validate={'strict' if target.client_validation else 'false'}", "-f", "-"]
+    if namespace:
+        args += ["--namespace", namespace]
+    target.kubectl(*args, stdin=yaml.safe_dump_all(objects))
 
 
 def delete(target: Target, namespace: str, objects: list[dict[str, Any]]) -> None:
@@ -145,7 +152,7 @@ def _describe(pod: dict[str, Any]) -> str:
     return f"{pod['metadata']['name']}: node={pod['spec'].get('nodeName')} phase={status.get('phase')} [{conditions}]"
 
 
-def wait_pods_placed(target: Target, namespace: str, count: int, timeout: float = 120) -> list[dict[str, Any]]:
+def wait_pods_placed(target: Target, namespace: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
     """Wait until `count` pods of the namespace are bound to a node and Running."""
     def done(pods: dict[str, dict[str, Any]]) -> bool:
         return len(pods) >= count and all(_placed(p) for p in pods.values())

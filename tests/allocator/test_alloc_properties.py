@@ -15,11 +15,11 @@ from fractions import Fraction
 from typing import Callable
 
 from alloc_fixtures import DRIVER, FRACTIONAL_CLASS, GPU_CLASS, MIG_CLASS, classes
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from driver.allocator import AllocationFailure, NodeUsage, allocate, build_inventories, quick_reject
-from driver.dra.quantity import parse_quantity
+from driver.dra.quantity import format_quantity, parse_quantity
 
 # Selectors as (CEL, equivalent Python predicate over the raw device dict).
 SELECTORS: list[tuple[str, Callable[[dict], bool]]] = [
@@ -107,6 +107,8 @@ def claims(draw, pod: int) -> list[dict]:
         for r in range(draw(st.integers(1, 2))):
             if draw(st.integers(0, 3)) == 0:
                 subs = [draw(exactly(f"s{k}")) for k in range(2)]
+                for sub in subs:
+                    sub.pop("adminAccess", None)  # not allowed in a subrequest
                 reqs.append({"name": f"r{r}", "firstAvailable": subs})
             else:
                 body = draw(exactly(f"r{r}"))
@@ -276,7 +278,7 @@ def feasible(devices: dict[str, dict], counters: dict[str, dict], live: list[Liv
                     results.setdefault(ci, []).append({"request": rname, "driver": DRIVER, "pool": "n1", "device": n,
                                                        **({"adminAccess": True} if body.get("adminAccess") else {}),
                                                        **({"shareID": f"x{ci}{rname}{n}", "consumedCapacity": {
-                                                           k: str(v) for k, v in (_consumed(body, devices[n]) or {}).items()}}
+                                                           k: format_quantity(v) for k, v in (_consumed(body, devices[n]) or {}).items()}}
                                                           if devices[n].get("allowMultipleAllocations") else {})})
             trial = live + [Live(pod[ci], {"devices": {"results": rs}}) for ci, rs in results.items()]
             try:
@@ -301,7 +303,12 @@ def check_constraints_only(devices: dict[str, dict], claim: dict, results: list[
         assert (len(set(values)) == 1) if "matchAttribute" in c else (len(set(values)) == len(values))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+class Reverse:
+    def order(self, request, candidates, inventory, usage):
+        return candidates[::-1]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_random_workloads_respect_every_rule(data):
     slices = data.draw(inventories())
@@ -314,15 +321,18 @@ def test_random_workloads_respect_every_rule(data):
         if live and data.draw(st.integers(0, 4)) == 0:
             gone = live.pop(data.draw(st.integers(0, len(live) - 1)))
             usage.remove(gone.allocation["_picks"])
-        result = allocate(pod_claims, inv, usage, cls)
+        # Half of the pods go through a chooser (as packing strategies do): reversed order.
+        result = allocate(pod_claims, inv, usage, cls, chooser=Reverse() if pod % 2 else None)
         if isinstance(result, AllocationFailure):
             assert not result.permanent, result.reason
             assert result.reason
             small = len(devices) <= 8 and sum(len(c["spec"]["devices"]["requests"]) for c in pod_claims) <= 3
+            event("failed, brute-force checked" if small else "failed")
             if small:
                 assert not feasible(devices, counters, live, pod_claims), result.reason
             continue
         assert quick_reject(pod_claims, inv, usage, cls) is None
+        event("allocated")
         for c, ca in zip(pod_claims, result.claims):
             check_claim(devices, c, ca.allocation)
         new = [Live(c, dict(ca.allocation, _picks=ca.picks)) for c, ca in zip(pod_claims, result.claims)]

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 from alloc_fixtures import (
-    DRIVER, FRACTIONAL_CLASS, GPU_CLASS, MIG_CLASS, claim, classes, counter_set, device_class, devices_of,
+    DRIVER, FRACTIONAL_CLASS, MIG_CLASS, claim, classes, counter_set, device_class, devices_of,
     first_available, fractional_gpu, gpu, gpu_config, mig, request, slice_,
 )
 
@@ -290,6 +290,10 @@ def test_capacity_request_filters_ordinary_devices():
     (claim("c", request("g"), request("g")), "duplicate request name 'g'"),
     (claim("c", request("g"), constraints=[{"matchAttribute": "rack"}]), "must be fully qualified"),
     (claim("c", request("g"), config=[{"requests": ["nope"], "opaque": gpu_config()}]), "'nope' is not a request"),
+    (claim("c", first_available("g", request("a", admin=True))), "firstAvailable[0].adminAccess: not allowed"),
+    (claim("c", request("g", mode="All", count=2)), "count: must not be set with allocationMode All"),
+    (claim("c", request("g", tolerations=[{"key": "k", "operator": "Maybe"}])), "tolerations[0].operator"),
+    (claim("c", request("g", capacity={"memory": "lots"})), "capacity.requests[memory]: 'lots' is not a quantity"),
 ])
 def test_invalid_claims_fail_permanently_with_the_field(bad, message):
     r = allocate([bad], node(gpu(0)), NodeUsage(), classes())
@@ -338,3 +342,21 @@ def test_incomplete_pool_is_skipped():
     assert inv.devices == [] and len(inv.skipped_pools) == 1 and "incomplete: 1 of 2 slices at generation 1" in inv.skipped_pools[0]
     r = allocate([claim("c", request("g"))], inv, NodeUsage(), classes())
     assert isinstance(r, AllocationFailure) and "0 match the selectors" in r.reason
+
+
+@pytest.mark.parametrize("version", ["1.34", "1.35"])
+def test_allocation_status_is_valid_against_the_api_schema(version):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    taint = {"key": f"{DRIVER}/xid", "value": "48", "effect": "NoSchedule"}
+    shared = fractional_gpu(2, policy={"validRange": {"min": "100m", "step": "100m"}})
+    shared["capacity"]["memory"]["requestPolicy"] = {"default": "1Gi"}
+    inv = node(gpu(0, taints=[taint]), gpu(1), shared)
+    tol = [{"key": f"{DRIVER}/xid", "operator": "Exists", "effect": "NoSchedule"}]
+    c = claim("c", request("g", tolerations=tol, count=2),
+              request("f", FRACTIONAL_CLASS, capacity={"compute": "250m"}), request("a", admin=True),
+              first_available("alt", request("mig", MIG_CLASS), request("any", FRACTIONAL_CLASS)),
+              config=[{"requests": ["g"], "opaque": gpu_config()}])
+    r = allocate([c], inv, NodeUsage(), classes(), now=NOW)
+    results = r.allocations[0]["devices"]["results"]
+    assert [x["request"] for x in results] == ["g", "g", "f", "a", "alt/any"]
+    kubernetes_validate.validate({**c, "status": {"allocation": r.allocations[0]}}, version, strict=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -55,7 +57,17 @@ def kube(api: ApiServer, tmp_path: Path) -> Kube:
 
 
 @pytest.fixture
-def start_node(api: ApiServer, kube: Kube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def sock_dir() -> Iterator[Path]:
+    """A short directory for unix sockets (sun_path holds 107 bytes; pytest's tmp paths get long)."""
+    path = Path(tempfile.mkdtemp(prefix="dra-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def start_node(api: ApiServer, kube: Kube, tmp_path: Path, sock_dir: Path, monkeypatch: pytest.MonkeyPatch
                ) -> Iterator[Callable[..., Node]]:
     """Start a plugin (mock NVML) and register it with an emulated kubelet; stopped at teardown."""
     logs = tmp_path / "bin-logs"
@@ -67,8 +79,8 @@ def start_node(api: ApiServer, kube: Kube, tmp_path: Path, monkeypatch: pytest.M
               register: bool = True, **overrides: Any) -> Node:
         opts = dict(
             node_name=node_name, nvml=nvml, node_config=node_config,
-            kubeconfig=str(tmp_path / "kubeconfig"), plugin_dir=str(tmp_path / "plugins" / "gpu.nvidia.com"),
-            registry_dir=str(tmp_path / "plugins_registry"), cdi_root=str(tmp_path / "cdi"),
+            kubeconfig=str(tmp_path / "kubeconfig"), plugin_dir=str(sock_dir / "plugins" / "gpu.nvidia.com"),
+            registry_dir=str(sock_dir / "plugins_registry"), cdi_root=str(tmp_path / "cdi"),
             nvidia_smi=str(BIN_DIR / "nvidia-smi"), mps_control=str(BIN_DIR / "nvidia-cuda-mps-control"),
         )
         opts.update(overrides)

@@ -1,0 +1,209 @@
+"""The cluster emulation: claim-template controller, kubelets, and the real kubelet plugin over its socket."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from driver.local.claims import DELETE_PROTECTION, POD_CLAIM_ANNOTATION
+from driver.local.cluster import LocalCluster, driver_plugin_factory
+from driver.local.clusterfile import parse_cluster
+from local_helpers import wait_for
+
+SMALL = {"nodes": [
+    {"name": "node-a", "cpu": "16", "memory": "64Gi", "nvml": "l4-x4", "sharing": {"mode": "whole"},
+     "labels": {"zone": "a"}},
+    {"name": "node-b", "cpu": "8", "memory": "32Gi"},
+]}
+
+TEMPLATE = {"metadata": {"name": "one-gpu", "labels": {}},
+            "spec": {"metadata": {"labels": {"team": "ml"}},
+                     "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}}}
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name},
+            "spec": {"containers": [{"name": "main", "image": "cuda:12"}],
+                     "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]}}
+
+
+def _raw(resp: Any) -> dict[str, Any]:
+    return json.loads(resp.data)
+
+
+class Env:
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        api = cluster.api_client()
+        self.core = client.CoreV1Api(api)
+        self.dra = client.ResourceV1Api(api)
+
+    def claim_of(self, pod: str) -> str:
+        def name() -> str | None:
+            statuses = self.core.read_namespaced_pod(pod, "default").status.resource_claim_statuses or []
+            return statuses[0].resource_claim_name if statuses else None
+        return wait_for(name, what=f"claim of {pod}")
+
+    def schedule(self, pod: str, node: str = "node-a", device: str = "gpu-0") -> str:
+        """Do what the scheduler does: finalizer, allocation + reservation, then bind."""
+        claim = self.claim_of(pod)
+        uid = self.core.read_namespaced_pod(pod, "default").metadata.uid
+        self.dra.patch_namespaced_resource_claim(claim, "default", {"metadata": {"finalizers": [DELETE_PROTECTION]}},
+                                                 _preload_content=False)
+        body = _raw(self.dra.read_namespaced_resource_claim(claim, "default", _preload_content=False))
+        body["status"] = {
+            "allocation": {"devices": {"results": [{"request": "gpu", "driver": "gpu.nvidia.com", "pool": node,
+                                                    "device": device}]},
+                           "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [
+                               {"key": "metadata.name", "operator": "In", "values": [node]}]}]}},
+            "reservedFor": [{"resource": "pods", "name": pod, "uid": uid}]}
+        self.dra.replace_namespaced_resource_claim_status(claim, "default", body, _preload_content=False)
+        self.core.create_namespaced_pod_binding(pod, "default", {"metadata": {"name": pod}, "target": {"name": node}},
+                                                _preload_content=False)
+        return claim
+
+    def phase(self, pod: str) -> str | None:
+        try:
+            return self.core.read_namespaced_pod(pod, "default").status.phase
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def events(self, pod: str) -> list[Any]:
+        return self.core.list_namespaced_event("default", field_selector=f"involvedObject.name={pod}").items
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    with LocalCluster(parse_cluster(SMALL), workdir=tmp_path, plugin_factory=None) as cluster:
+        e = Env(cluster)
+        e.dra.create_namespaced_resource_claim_template("default", TEMPLATE, _preload_content=False)
+        yield e
+
+
+def test_nodes_are_registered_with_capacity_and_leases(env: Env) -> None:
+    nodes = {n.metadata.name: n for n in env.core.list_node().items}
+    assert sorted(nodes) == ["node-a", "node-b"]
+    a = nodes["node-a"]
+    assert a.status.capacity == {"cpu": "16", "memory": "64Gi", "pods": "110"}
+    assert a.metadata.labels["kubernetes.io/hostname"] == "node-a" and a.metadata.labels["zone"] == "a"
+    assert [(c.type, c.status) for c in a.status.conditions] == [("Ready", "True")]
+    leases = client.CoordinationV1Api(env.cluster.api_client()).list_namespaced_lease("kube-node-lease").items
+    assert sorted(lease.spec.holder_identity for lease in leases) == ["node-a", "node-b"]
+
+
+def test_claims_are_generated_from_templates(env: Env) -> None:
+    env.core.create_namespaced_pod("default", _pod("train"))
+    name = env.claim_of("train")
+    claim = _raw(env.dra.read_namespaced_resource_claim(name, "default", _preload_content=False))
+    pod = env.core.read_namespaced_pod("train", "default")
+    assert name.startswith("train-gpu-") and len(name) == len("train-gpu-") + 5
+    assert claim["metadata"]["annotations"][POD_CLAIM_ANNOTATION] == "gpu"
+    assert claim["metadata"]["labels"] == {"team": "ml"}
+    assert claim["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "train",
+                                                     "uid": pod.metadata.uid, "controller": True,
+                                                     "blockOwnerDeletion": True}]
+    assert claim["spec"] == TEMPLATE["spec"]["spec"]
+    assert len(env.dra.list_namespaced_resource_claim("default").items) == 1  # exactly one, even after resyncs
+
+
+def test_missing_template_is_reported_as_an_event(env: Env) -> None:
+    body = _pod("lost")
+    body["spec"]["resourceClaims"][0]["resourceClaimTemplateName"] = "nope"
+    env.core.create_namespaced_pod("default", body)
+    event = wait_for(lambda: env.events("lost"), what="FailedResourceClaimCreation event")[0]
+    assert event.reason == "FailedResourceClaimCreation" and '"nope" not found' in event.message
+    assert env.dra.list_namespaced_resource_claim("default").items == []
+
+
+def test_pod_runs_then_its_claim_is_released_and_deleted(env: Env) -> None:
+    env.core.create_namespaced_pod("default", _pod("job"))
+    claim = env.schedule("job")
+    wait_for(lambda: env.phase("job") == "Running", what="pod Running")
+    pod = env.core.read_namespaced_pod("job", "default")
+    assert pod.status.container_statuses[0].ready and pod.status.container_statuses[0].state.running
+    assert {c.type for c in pod.status.conditions} >= {"Ready", "ContainersReady", "PodScheduled"}
+    env.core.delete_namespaced_pod("job", "default")  # graceful: the kubelet finishes it
+    wait_for(lambda: env.phase("job") is None, what="pod gone")
+    wait_for(lambda: not env.dra.list_namespaced_resource_claim("default").items, what="generated claim deleted")
+    with pytest.raises(ApiException):
+        env.dra.read_namespaced_resource_claim(claim, "default")
+
+
+def test_finished_pod_releases_a_shared_claim(env: Env) -> None:
+    """A claim not owned by the pod: reservation dropped, allocation cleared, finalizer removed, claim kept."""
+    env.dra.create_namespaced_resource_claim("default", {"metadata": {"name": "shared"},
+                                                         "spec": TEMPLATE["spec"]["spec"]}, _preload_content=False)
+    env.core.create_namespaced_pod("default", {"metadata": {"name": "user"},
+                                               "spec": {"containers": [{"name": "main", "image": "cuda:12"}],
+                                                        "resourceClaims": [{"name": "gpu", "resourceClaimName": "shared"}]}})
+    env.core.patch_namespaced_pod_status("user", "default", {"status": {"resourceClaimStatuses": [
+        {"name": "gpu", "resourceClaimName": "shared"}]}})
+    env.schedule("user")
+    wait_for(lambda: env.phase("user") == "Running", what="pod Running")
+    env.core.patch_namespaced_pod_status("user", "default", {"status": {"phase": "Succeeded"}})
+
+    def released() -> dict[str, Any] | None:
+        c = _raw(env.dra.read_namespaced_resource_claim("shared", "default", _preload_content=False))
+        done = not c.get("status", {}).get("allocation") and DELETE_PROTECTION not in (c["metadata"].get("finalizers") or [])
+        return c if done else None
+
+    claim = wait_for(released, what="claim deallocated")
+    assert not claim["status"].get("reservedFor")
+
+
+def test_pod_waits_until_its_claim_is_reserved(env: Env) -> None:
+    env.core.create_namespaced_pod("default", _pod("early"))
+    env.claim_of("early")
+    env.core.create_namespaced_pod_binding("early", "default", {"metadata": {"name": "early"},
+                                                                 "target": {"name": "node-a"}}, _preload_content=False)
+
+    def waiting_reason() -> str | None:
+        statuses = env.core.read_namespaced_pod("early", "default").status.container_statuses or []
+        return statuses[0].state.waiting.message if statuses and statuses[0].state.waiting else None
+
+    assert "is not allocated" in wait_for(waiting_reason, what="container waiting")
+    assert env.phase("early") == "Pending"
+
+
+@pytest.fixture
+def plugin_env(tmp_path: Path) -> Iterator[Env]:
+    pytest.importorskip("driver.plugin.driver")
+    spec = parse_cluster({"nodes": [SMALL["nodes"][0]]})
+    with LocalCluster(spec, workdir=tmp_path, plugin_factory=driver_plugin_factory) as cluster:
+        e = Env(cluster)
+        e.dra.create_namespaced_resource_claim_template("default", TEMPLATE, _preload_content=False)
+        yield e
+
+
+def test_kubelet_prepares_through_the_real_plugin(plugin_env: Env) -> None:
+    env = plugin_env
+    wait_for(lambda: env.dra.list_resource_slice(field_selector="spec.nodeName=node-a").items, what="slices published")
+    env.core.create_namespaced_pod("default", _pod("gpu-job"))
+    claim = env.schedule("gpu-job", device="gpu-1")
+    wait_for(lambda: env.phase("gpu-job") == "Running", timeout=20, what="pod Running after NodePrepareResources")
+    uid = env.dra.read_namespaced_resource_claim(claim, "default").metadata.uid
+    cdi_dir = env.cluster.workdir / "n" / "node-a" / "cdi"
+    assert [p.name for p in cdi_dir.iterdir() if uid in p.name], "the plugin wrote the claim's CDI spec"
+    env.core.delete_namespaced_pod("gpu-job", "default")
+    wait_for(lambda: env.phase("gpu-job") is None, what="pod gone")
+    wait_for(lambda: not [p for p in cdi_dir.iterdir() if uid in p.name], what="NodeUnprepareResources removed the spec")
+
+
+def test_kubelet_reports_plugin_errors(plugin_env: Env) -> None:
+    env = plugin_env
+    env.core.create_namespaced_pod("default", _pod("bad"))
+    env.schedule("bad", device="gpu-99")  # not a device of this node: the plugin refuses
+    event = wait_for(lambda: [e for e in env.events("bad") if e.reason == "FailedPrepareDynamicResources"],
+                     timeout=20, what="FailedPrepareDynamicResources event")[0]
+    assert event.type == "Warning" and "gpu-99" in event.message
+    waiting = env.core.read_namespaced_pod("bad", "default").status.container_statuses[0].state.waiting
+    assert waiting.reason == "ContainerCreating"
+    assert env.phase("bad") == "Pending"

@@ -1,0 +1,155 @@
+"""The real kubectl binary against `gpu-dra local up` started as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local_helpers import wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+
+MANIFESTS = """
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata:
+  name: gpu.nvidia.com
+spec:
+  selectors:
+  - cel:
+      expression: "device.driver == 'gpu.nvidia.com'"
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata:
+  name: one-gpu
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly:
+          deviceClassName: gpu.nvidia.com
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata:
+  name: shared-gpu
+spec:
+  devices:
+    requests:
+    - name: gpu
+      exactly:
+        deviceClassName: gpu.nvidia.com
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: trainer
+spec:
+  containers:
+  - name: main
+    image: cuda:12.4
+  resourceClaims:
+  - name: gpu
+    resourceClaimTemplateName: one-gpu
+"""
+
+
+class Local:
+    def __init__(self, kubeconfig: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.kubeconfig, self.proc = kubeconfig, proc
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "--request-timeout=20s", *args],
+                                input=stdin, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
+    tmp = tmp_path_factory.mktemp("local-up")
+    kubeconfig = tmp / "kubeconfig"
+    log = (tmp / "local-up.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "driver", "local", "up", "--no-plugins", "--kubeconfig", str(kubeconfig),
+                             "--workdir", str(tmp / "work")], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for(lambda: kubeconfig.exists() or proc.poll() is not None, timeout=30, what="the kubeconfig")
+        assert proc.poll() is None, (tmp / "local-up.log").read_text()
+        yield Local(kubeconfig, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        log.close()
+
+
+def test_get_nodes_of_the_default_cluster(local: Local) -> None:
+    out = local.kubectl("get", "nodes", "-o", "json").stdout
+    names = sorted(n["metadata"]["name"] for n in json.loads(out)["items"])
+    assert names == ["gpu-a100-frac", "gpu-a100-mig", "gpu-a100-whole", "gpu-h100-ts", "gpu-l4"]
+    assert "gpu-l4" in local.kubectl("get", "nodes").stdout
+
+
+def test_apply_get_describe_delete(local: Local) -> None:
+    created = local.kubectl("apply", "--validate=false", "-f", "-", stdin=MANIFESTS).stdout
+    for line in ("deviceclass.resource.k8s.io/gpu.nvidia.com created",
+                 "resourceclaimtemplate.resource.k8s.io/one-gpu created",
+                 "resourceclaim.resource.k8s.io/shared-gpu created", "pod/trainer created"):
+        assert line in created
+    again = local.kubectl("apply", "--validate=false", "-f", "-", stdin=MANIFESTS).stdout
+    assert "deviceclass.resource.k8s.io/gpu.nvidia.com unchanged" in again
+
+    changed = MANIFESTS.replace("cuda:12.4", "cuda:12.6").replace(
+        "device.driver == 'gpu.nvidia.com'", "device.driver == 'gpu.nvidia.com' && true")
+    out = local.kubectl("apply", "--validate=false", "-f", "-", stdin=changed).stdout
+    assert "pod/trainer configured" in out and "deviceclass.resource.k8s.io/gpu.nvidia.com configured" in out
+    image = local.kubectl("get", "pod", "trainer", "-o", "jsonpath={.spec.containers[0].image}").stdout
+    assert image == "cuda:12.6"
+    expr = local.kubectl("get", "deviceclass", "gpu.nvidia.com", "-o", "jsonpath={.spec.selectors[0].cel.expression}")
+    assert expr.stdout.endswith("&& true")
+
+    # the claim controller made the pod's claim from the template
+    claims = wait_for(lambda: [c for c in json.loads(local.kubectl("get", "resourceclaims", "-o", "json").stdout)["items"]
+                               if c["metadata"]["name"].startswith("trainer-gpu-")], what="generated claim")
+    listing = local.kubectl("get", "resourceclaims,resourceclaimtemplates,deviceclasses,pods").stdout
+    assert "shared-gpu" in listing and claims[0]["metadata"]["name"] in listing and "one-gpu" in listing
+
+    described = local.kubectl("describe", "resourceclaim", "shared-gpu").stdout
+    assert "Name:" in described and "shared-gpu" in described and "gpu.nvidia.com" in described
+    assert "cuda:12.6" in local.kubectl("describe", "pod", "trainer").stdout
+
+    local.kubectl("delete", "-f", "-", stdin=changed)
+    left = json.loads(local.kubectl("get", "pods,resourceclaimtemplates,deviceclasses", "-o", "json").stdout)["items"]
+    assert left == []
+    wait_for(lambda: not json.loads(local.kubectl("get", "resourceclaims", "-o", "json").stdout)["items"],
+             what="the generated claim to be collected with its pod")
+
+
+def test_invalid_object_is_rejected_with_the_field(local: Local) -> None:
+    bad = MANIFESTS.split("---")[2].replace("name: gpu\n", "name: Not_A_Label\n")
+    result = local.kubectl("apply", "--validate=false", "-f", "-", stdin=bad, check=False)
+    assert result.returncode != 0
+    assert "spec.devices.requests[0].name" in result.stderr and "is invalid" in result.stderr
+
+
+def test_get_missing_object_says_not_found(local: Local) -> None:
+    result = local.kubectl("get", "resourceclaim", "nope", check=False)
+    assert result.returncode != 0 and 'resourceclaims.resource.k8s.io "nope" not found' in result.stderr
+
+
+def test_sigterm_stops_cleanly(local: Local) -> None:
+    local.proc.send_signal(signal.SIGTERM)
+    assert local.proc.wait(timeout=20) == 0
+    assert not local.kubeconfig.exists()

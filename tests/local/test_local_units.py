@@ -1,0 +1,118 @@
+"""Pure pieces of the local cluster: patches, selectors, cluster files, the fallback slice validator."""
+
+from __future__ import annotations
+
+import pytest
+
+from driver.local import patch, selectors, validation
+from driver.local.clusterfile import ClusterFileError, load_cluster, parse_cluster
+from driver.local.errors import ApiError
+
+
+def test_merge_patch_rfc7386() -> None:
+    doc = {"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2]}
+    assert patch.merge_patch(doc, {"b": {"c": None, "e": 4}, "l": [3]}) == {"a": 1, "b": {"d": 3, "e": 4}, "l": [3]}
+    assert doc == {"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2]}  # the input is not modified
+
+
+def test_json_patch_operations() -> None:
+    doc = {"a": {"b": [1, 2]}, "c": "x"}
+    ops = [{"op": "add", "path": "/a/b/-", "value": 3}, {"op": "move", "from": "/c", "path": "/d"},
+           {"op": "copy", "from": "/a/b/0", "path": "/e"}, {"op": "replace", "path": "/a/b/1", "value": 9},
+           {"op": "remove", "path": "/a/b/0"}, {"op": "test", "path": "/d", "value": "x"}]
+    assert patch.json_patch(doc, ops) == {"a": {"b": [9, 3]}, "d": "x", "e": 1}
+    with pytest.raises(ApiError) as err:
+        patch.json_patch(doc, [{"op": "remove", "path": "/missing"}])
+    assert err.value.code == 422
+    with pytest.raises(ApiError) as err:
+        patch.json_patch(doc, [{"op": "jump", "path": "/a"}])
+    assert err.value.code == 400
+    with pytest.raises(ApiError):
+        patch.json_patch(doc, {"op": "add"})
+
+
+def test_strategic_merge_directives() -> None:
+    doc = {"metadata": {"finalizers": ["a"]},
+           "spec": {"containers": [{"name": "x", "image": "1"}, {"name": "y", "image": "1"}], "tolerations": [{"key": "k"}]}}
+    out = patch.strategic_merge(doc, {
+        "metadata": {"finalizers": ["b"], "$deleteFromPrimitiveList/finalizers": ["a"]},
+        "spec": {"containers": [{"name": "y", "$patch": "delete"}, {"name": "z", "image": "2"}],
+                 "$setElementOrder/containers": [{"name": "x"}, {"name": "z"}],
+                 "tolerations": [{"key": "other"}]}})
+    assert out["metadata"]["finalizers"] == ["b"]
+    assert out["spec"]["containers"] == [{"name": "x", "image": "1"}, {"name": "z", "image": "2"}]
+    assert out["spec"]["tolerations"] == [{"key": "other"}]  # no merge key: replaced
+    replaced = patch.strategic_merge(doc, {"spec": {"$patch": "replace", "containers": []}})
+    assert replaced["spec"] == {"containers": []}
+    with pytest.raises(ApiError):
+        patch.strategic_merge(doc, {"spec": {"containers": [{"image": "no-name"}]}})
+
+
+def test_unsupported_patch_type_is_415() -> None:
+    with pytest.raises(ApiError) as err:
+        patch.apply("application/apply-patch+yaml", {}, {})
+    assert err.value.code == 415
+
+
+def test_selector_parsing_errors_are_400() -> None:
+    for bad in ("a in (", "a in ()", "!a=b", "=x"):
+        with pytest.raises(ApiError) as err:
+            selectors.label_selector(bad)
+        assert err.value.code == 400, bad
+    with pytest.raises(ApiError):
+        selectors.field_selector("spec.nodeName", ("spec.nodeName",), "Pod")
+    match = selectors.field_selector("spec.unschedulable=true", ("spec.unschedulable",), "Node")
+    assert match is not None and match({"spec": {"unschedulable": True}}) and not match({"spec": {}})
+
+
+def test_builtin_slice_validator() -> None:
+    good = {"spec": {"driver": "gpu.nvidia.com", "nodeName": "n", "pool": {"name": "n", "resourceSliceCount": 1},
+                     "devices": [{"name": "gpu-0", "attributes": {"cudaComputeCapability": {"version": "8.0.0"}}}]}}
+    assert validation._slice_builtin(good) == []
+    bad = {"spec": {"driver": "Bad", "allNodes": True, "nodeName": "n", "pool": {"name": "n", "resourceSliceCount": 0},
+                    "devices": [{"name": "gpu-0", "attributes": {"x/y/z": {"version": "8.0"}}},
+                                {"name": "gpu-0"}]}}
+    fields = [f for f, _ in validation._slice_builtin(bad)]
+    assert fields == ["spec.driver", "spec.pool.resourceSliceCount", "spec", "spec.devices[0].attributes[x/y/z]",
+                      "spec.devices[0].attributes[x/y/z].version", "spec.devices[1].name"]
+
+
+def test_default_cluster_description() -> None:
+    spec = load_cluster()
+    modes = {n.name: n.sharing for n in spec.nodes}
+    assert modes == {"gpu-a100-whole": {"mode": "whole"}, "gpu-a100-mig": {"mode": "mig"},
+                     "gpu-h100-ts": {"mode": "timeslicing", "replicas": 4}, "gpu-a100-frac": {"mode": "fractional"},
+                     "gpu-l4": {"mode": "whole"}}
+    assert spec.driver_name == "gpu.nvidia.com"
+    assert spec.nodes[0].node_config(spec.driver_name) == {"driverName": "gpu.nvidia.com", "sharing": {"mode": "whole"}}
+
+
+@pytest.mark.parametrize("raw, field", [
+    ([], "expected a mapping"),
+    ({"nodes": []}, "nodes: expected a non-empty list"),
+    ({"nodes": [{"name": "a", "cpu": "1", "memory": "1Gi", "gpu": 1}]}, "nodes[0]: unknown field(s) gpu"),
+    ({"nodes": [{"name": "A", "cpu": "1", "memory": "1Gi"}]}, "nodes[0].name"),
+    ({"nodes": [{"name": "a", "memory": "1Gi"}]}, "nodes[0].cpu: required"),
+    ({"nodes": [{"name": "a", "cpu": "-1", "memory": "1Gi"}]}, "nodes[0].cpu: must be greater than zero"),
+    ({"nodes": [{"name": "a", "cpu": "1", "memory": "lots"}]}, "nodes[0].memory"),
+    ({"nodes": [{"name": "a", "cpu": "1", "memory": "1Gi", "pods": 0}]}, "nodes[0].pods"),
+    ({"nodes": [{"name": "a", "cpu": "1", "memory": "1Gi", "nvml": "no-such-node"}]}, "nodes[0].nvml"),
+    ({"nodes": [{"name": "a", "cpu": "1", "memory": "1Gi", "nvml": "l4-x4", "sharing": {"mode": "magic"}}]},
+     "sharing.mode"),
+    ({"nodes": [{"name": "a", "cpu": "1", "memory": "1Gi"}, {"name": "a", "cpu": "1", "memory": "1Gi"}]},
+     "nodes[1].name: duplicate"),
+    ({"driverName": "Not Valid", "nodes": [{"name": "a", "cpu": "1", "memory": "1Gi"}]}, "driverName"),
+])
+def test_cluster_file_errors_name_the_field(raw: object, field: str) -> None:
+    with pytest.raises(ClusterFileError) as err:
+        parse_cluster(raw)
+    assert field in str(err.value)
+
+
+def test_cluster_file_read_errors(tmp_path) -> None:
+    with pytest.raises(ClusterFileError, match="cannot read"):
+        load_cluster(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("nodes: [")
+    with pytest.raises(ClusterFileError, match="not valid YAML"):
+        load_cluster(broken)

@@ -1,5 +1,10 @@
 """Allocator (pure): data in, decision out — no I/O, no clock, no globals besides caches.
 
+Modules: inventory (slices → DeviceView/NodeInventory), usage (NodeUsage, Pick), request (claims
+and classes → RequestSpec), capacity (consumable capacity and request policies), search (the
+backtracking search, DeviceChooser), allocate (entry points, API results, failure reasons),
+timing (`python -m driver.allocator.timing`: per-call costs). CEL lives in driver.dra.cel.
+
 Public API (what the controller and the simulator use):
 
 - `inventory.build_inventories(slices, nodes=None) -> {node: NodeInventory}`: ResourceSlice dicts

@@ -14,6 +14,8 @@ Hot-path choices, because a scheduler calls this for every (pod, node) pair:
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -79,11 +81,21 @@ class AllocationResult:
 # ----------------------------------------------------------------------------- results
 
 
+def uuid5_text(name: str) -> str:
+    """`str(uuid.uuid5(namespace, name))` for our namespace, without building UUID objects
+    (this runs for every pick of a shared device; uuid5 itself costs a third of such an attempt)."""
+    h = bytearray(hashlib.sha1(_SHARE_NS.bytes + name.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def _share_id(claim: ClaimSpec, request: str, d: DeviceView, taken: set[str]) -> str:
     """Deterministic (same inputs, same ID) and unique among the device's live allocations."""
     n = 0
     while True:
-        sid = str(uuid.uuid5(_SHARE_NS, f"{claim.uid or claim.label}|{request}|{'/'.join(d.key)}|{n}"))
+        sid = uuid5_text(f"{claim.uid or claim.label}|{request}|{'/'.join(d.key)}|{n}")
         if sid not in taken:
             taken.add(sid)
             return sid
@@ -104,7 +116,7 @@ def _finish(claims: list[ClaimSpec], picked: list[list[tuple]], st: AttemptState
                     use = st.usage.shared.get(d.key)
                     taken = share_taken[d.key] = set(use.share_ids) if use else set()
                 sid = _share_id(claim, spec.name, d, taken)
-            plist.append(Pick(d, spec.name, spec.admin, sid, consumed[0] if d.allow_multiple else None))
+            plist.append(Pick(d, spec.name, spec.admin, sid, dict(consumed[0]) if d.allow_multiple else None))
         chosen: list[RequestSpec] = []
         for spec, _, _ in picks:
             if not chosen or chosen[-1] is not spec:
@@ -133,12 +145,14 @@ def _status(ca: ClaimAllocation) -> dict[str, Any]:
     config: list[dict[str, Any]] = []
     for spec in ca.specs:
         for c in spec.class_configs:
-            config.append({"source": "FromClass", "requests": [spec.name], **{k: v for k, v in c.items() if k != "requests"}})
+            body = {k: copy.deepcopy(v) for k, v in c.items() if k != "requests"}
+            config.append({"source": "FromClass", "requests": [spec.name], **body})
     for c in ca.claim.configs:
         entry = {"source": "FromClaim"}
         if c.get("requests"):
             entry["requests"] = list(c["requests"])
-        entry.update({k: v for k, v in c.items() if k not in ("requests", "source")})
+        # Copies: the status must not alias the claim's or class's own dicts.
+        entry.update({k: copy.deepcopy(v) for k, v in c.items() if k not in ("requests", "source")})
         config.append(entry)
     devices: dict[str, Any] = {"results": results}
     if config:
@@ -168,7 +182,9 @@ def allocated_on_node(claim: Mapping[str, Any], node: str, labels: Mapping[str, 
     selector = alloc.get("nodeSelector")
     if not selector:
         return True
-    return node_selector_matches(selector, node, {**(labels or {}), "kubernetes.io/hostname": (labels or {}).get("kubernetes.io/hostname", node)})
+    labels = dict(labels or {})
+    labels.setdefault("kubernetes.io/hostname", node)
+    return node_selector_matches(selector, node, labels)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -227,7 +243,8 @@ def explain(prep: PreparedClaims, inventory: NodeInventory, usage: NodeUsage) ->
                                  f"{len(cand) - free} are unavailable")
                 elif spec.mode == "ExactCount" and free < spec.count:
                     notes.append(f"{label}: needs {spec.count} device(s), {free} of {len(cand)} matching devices "
-                                 f"available on node {inventory.node} (others in use, tainted, or short of capacity/counters)")
+                                 f"available on node {inventory.node} "
+                                 "(others in use, tainted, or short of capacity/counters)")
                 else:
                     notes = []
                     break
@@ -245,31 +262,46 @@ def quick_reject(claims: PreparedClaims | Sequence[Mapping[str, Any]], inventory
                  classes: Mapping[str, Mapping[str, Any]] | None = None) -> str | None:
     """A reason when the node obviously cannot fit, else None (then run `allocate`).
 
-    Sound: a request whose every alternative lacks enough individually free devices cannot be
-    served together with others either, so a rejected node is never feasible. CEL errors and
-    claim problems are left to `allocate`, which reports them properly.
+    Sound, never rejecting a feasible node: (1) a request whose every alternative lacks enough
+    individually free devices cannot be served at all; (2) requests that ask for the same kind
+    of ordinary (exclusive) devices — same selectors, capacity and tolerations, one alternative —
+    need that many distinct free devices between them. CEL errors and claim problems are left to
+    `allocate`, which reports them properly.
     """
     prep = _prepared(claims, classes)
     if isinstance(prep, AllocationFailure):
         return None
     st = AttemptState(inventory, usage)
+    pooled: dict[tuple, list[int]] = {}  # kind of request -> [devices needed, free exclusive devices]
     for claim in prep.claims:
         for group in claim.groups:
             for spec in group.alternatives:
                 cand = matching_devices(spec, inventory)
                 if isinstance(cand, str):
                     return None
-                need = len(cand) if spec.mode == "All" else spec.count
                 if spec.mode == "All" and not cand:
                     continue
+                need = len(cand) if spec.mode == "All" else spec.count
+                exclusive = len(group.alternatives) == 1 and spec.mode == "ExactCount" and not spec.admin
                 free = 0
                 for d in cand:
+                    if d.allow_multiple:
+                        exclusive = False
                     if st.fits(d, spec) is not None:
                         free += 1
-                        if free >= need:
+                        if free >= need and not exclusive:
                             break
-                if free >= need:
-                    break
+                if free < need:
+                    continue
+                if exclusive:
+                    kind = (spec.key, spec.capacity_key, spec.tolerations)
+                    entry = pooled.setdefault(kind, [0, free])
+                    entry[0] += need
+                    if entry[0] > entry[1]:
+                        return (f"requests for {spec.class_name!r} devices need {entry[0]} between them, "
+                                f"{entry[1]} free on node {inventory.node}")
+                break
             else:
-                return f"claim {claim.label} request {group.name}: not enough free matching devices on node {inventory.node}"
+                return (f"claim {claim.label} request {group.name}: "
+                        f"not enough free matching devices on node {inventory.node}")
     return None

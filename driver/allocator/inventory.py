@@ -323,6 +323,19 @@ def _requirement(expr: Mapping[str, Any], value: str | None, present: bool) -> b
     return False
 
 
+def _placement(obj: Mapping[str, Any], node_names: list[str],
+               nodes: Mapping[str, Mapping[str, str]] | None) -> tuple[list[str], bool]:
+    """Nodes a slice (or, with perDeviceNodeSelection, a device) is available on; and whether
+    that is all nodes (then allocations carry no node selector)."""
+    if obj.get("nodeName"):
+        return [obj["nodeName"]], False
+    if obj.get("allNodes"):
+        return node_names, True
+    if obj.get("nodeSelector"):
+        return [n for n in node_names if node_selector_matches(obj["nodeSelector"], n, (nodes or {})[n])], False
+    return [], False
+
+
 def build_inventories(slices: Iterable[Mapping[str, Any]],
                       nodes: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, NodeInventory]:
     """ResourceSlice dicts → {node name: NodeInventory}.
@@ -356,30 +369,23 @@ def build_inventories(slices: Iterable[Mapping[str, Any]],
         for s in pool.slices:
             spec = s["spec"]
             sname = (s.get("metadata") or {}).get("name", "?")
-            if spec.get("nodeName"):
-                where_nodes = [spec["nodeName"]]
-                all_nodes = False
-            elif spec.get("allNodes"):
-                where_nodes, all_nodes = node_names, True
-            elif spec.get("nodeSelector"):
-                where_nodes = [n for n in node_names if node_selector_matches(spec["nodeSelector"], n, nodes[n])]
-                all_nodes = False
-            else:
-                # perDeviceNodeSelection and unknown layouts: not supported here, skipped visibly.
-                if spec.get("devices"):
-                    skipped.setdefault("", []).append(f"slice {sname}: per-device node selection is not supported")
-                continue
-            for node in where_nodes:
-                n = inv(node)
-                for i, d in enumerate(spec.get("devices") or []):
+            per_device = bool(spec.get("perDeviceNodeSelection"))
+            if not per_device:
+                slice_nodes, slice_all = _placement(spec, node_names, nodes)
+            for i, d in enumerate(spec.get("devices") or []):
+                where, all_nodes = _placement(d, node_names, nodes) if per_device else (slice_nodes, slice_all)
+                for node in where:
+                    n = inv(node)
                     dev = parse_device(d, driver, pool_name, node, f"slice {sname} devices[{i}]", all_nodes)
                     if dev.key in n.by_key:
-                        raise SliceError(f"slice {sname} devices[{i}].name: device {dev.name!r} appears twice in pool {pool_name}")
+                        raise SliceError(f"slice {sname} devices[{i}].name: "
+                                         f"device {dev.name!r} appears twice in pool {pool_name}")
                     n.add(dev)
                     targets.add(node)
         for node in targets:
             out[node].counters.update(counter_sets)
-            out[node].counter_units.update({k: {c: to_units(v) for c, v in cs.items()} for k, cs in counter_sets.items()})
+            out[node].counter_units.update(
+                {k: {c: to_units(v) for c, v in cs.items()} for k, cs in counter_sets.items()})
     for name, messages in skipped.items():
         if name:
             inv(name).skipped_pools = list(dict.fromkeys(messages))

@@ -15,6 +15,7 @@ scorer does not model), the next best group is tried.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -64,7 +65,22 @@ class Group:
     taints: tuple[tuple[str, str, str], ...]
     unschedulable: bool
     nodes: dict[str, NodeState] = field(default_factory=dict)
-    cache: dict[tuple, Evaluation | None] = field(default_factory=dict)  # scorer.cache_key -> evaluation
+    seq: int = 0  # creation order: the tie-break between equally scored groups
+    alive: bool = True
+
+
+@dataclass(slots=True)
+class _Ranking:
+    """Groups ranked for one (strategy, pod shape, workload epoch): a heap with lazy deletion.
+
+    Groups never change once created (a node whose state changes moves to another group), so an
+    evaluation stays valid while its group is alive; new groups are taken from the state's creation
+    log when the shape is next scheduled. A pod therefore costs O(new groups + log groups), not
+    O(groups).
+    """
+
+    heap: list[tuple[tuple, int, Group, Evaluation]]
+    seen: int  # position in ClusterState._log up to which groups have been considered
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +147,10 @@ class ClusterState:
         self.nodes: dict[str, NodeState] = {}
         self.groups: dict[Any, Group] = {}
         self._classes: dict[Any, NodeClass] = {}
+        self._log: list[Group] = []  # groups in creation order (consumed by the rankings)
+        self._log_start = 0  # absolute position of _log[0]
+        self._seq = 0
+        self._rankings: dict[tuple, _Ranking] = {}
 
     # -- building -------------------------------------------------------------------------------
 
@@ -168,6 +188,7 @@ class ClusterState:
         if group is not None:
             group.nodes.pop(node.name, None)
             if not group.nodes:
+                group.alive = False
                 del self.groups[node.group]
         node.group = None
 
@@ -177,8 +198,10 @@ class ClusterState:
         key = (node.klass.key, state, node.allocatable.pods - node.used_pods, adapter.usage_signature(node.inventory, node.usage))
         group = self.groups.get(key)
         if group is None:
+            self._seq += 1
             group = self.groups[key] = Group(key, node.klass, state, node.allocatable.pods - node.used_pods,
-                                             node.taints, node.unschedulable)
+                                             node.taints, node.unschedulable, seq=self._seq)
+            self._log.append(group)
         group.nodes[node.name] = node
         node.group = key
 
@@ -213,6 +236,51 @@ class ClusterState:
                               nodefit.pod_requests(pod), tuple(picks))
         self.commit(placement)
         return placement
+
+    def ranking(self, strategy: str, shape: Shape, ck: tuple) -> _Ranking:
+        """The up-to-date ranking of every group that can take `shape` (see _Ranking)."""
+        r = self._rankings.get(ck)
+        end = self._log_start + len(self._log)
+        if r is None:
+            if len(self._rankings) > 4 * 256:
+                self._drop_stale_rankings(ck)
+            r = self._rankings[ck] = _Ranking([], end)
+            fresh: Any = self.groups.values()
+        else:
+            fresh = self._log[r.seen - self._log_start:] if r.seen < end else ()
+            r.seen = end
+        evaluate = self.scorer.evaluate
+        heap = r.heap
+        for group in fresh:
+            if not group.alive:
+                continue
+            ev = evaluate(strategy, group.klass, group.state, shape) if group.pods_free >= 1 else None
+            if ev is not None:
+                heapq.heappush(heap, (ev.cost, group.seq, group, ev))
+        if len(heap) > 2 * len(self.groups) + 64:
+            r.heap = [e for e in heap if e[2].alive]
+            heapq.heapify(r.heap)
+        self._trim_log()
+        return r
+
+    def _drop_stale_rankings(self, keep: tuple) -> None:
+        epoch = self.scorer.epoch
+        for k in list(self._rankings):
+            if k != keep and (k[2] != epoch or len(self._rankings) > 512):
+                del self._rankings[k]
+
+    def _trim_log(self) -> None:
+        if len(self._log) < 4 * len(self.groups) + 4096:
+            return
+        low = min((r.seen for r in self._rankings.values()), default=self._log_start + len(self._log))
+        cut = low - self._log_start
+        if cut < len(self._log) // 2:  # a ranking that lags far behind: rebuild it when next needed
+            for k in [k for k, r in self._rankings.items() if r.seen - self._log_start < len(self._log) // 2]:
+                del self._rankings[k]
+            low = min((r.seen for r in self._rankings.values()), default=self._log_start + len(self._log))
+            cut = low - self._log_start
+        del self._log[:cut]
+        self._log_start += cut
 
     def used_gpu_milli(self) -> int:
         return sum(sum(n.klass.totals) - sum(n.free) for n in self.nodes.values())
@@ -296,20 +364,21 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
         scorer.observe(shape)
     selector, affinity = nodefit.label_requirements(pod)
     has_labels = bool(selector) or affinity is not None
-    taint_ok: dict[tuple, bool] = {}
 
-    candidates: list[tuple[tuple, int, Group, Evaluation]] = []
-    ck = scorer.cache_key(strategy, shape)
-    evaluate = scorer.evaluate
-    missing = _MISSING
-    for i, group in enumerate(state.groups.values()):
-        if group.pods_free < requests.pods:
+    ranking = state.ranking(strategy, shape, scorer.cache_key(strategy, shape))
+    heap = ranking.heap
+    set_aside: list[tuple] = []  # valid entries this pod cannot use (taints, labels, allocator says no)
+    failures: dict[Any, str] = {}
+    placement: Placement | None = None
+    permanent: str | None = None
+    taint_ok: dict[tuple, bool] = {}
+    while heap and placement is None and permanent is None:
+        entry = heap[0]
+        cost, _, group, ev = entry
+        if not group.alive:
+            heapq.heappop(heap)
             continue
-        ev = group.cache.get(ck, missing)
-        if ev is missing:
-            ev = group.cache[ck] = evaluate(strategy, group.klass, group.state, shape)
-        if ev is None:
-            continue
+        set_aside.append(heapq.heappop(heap))
         if group.taints or group.unschedulable:
             tk = (group.taints, group.unschedulable)
             ok = taint_ok.get(tk)
@@ -317,9 +386,6 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
                 ok = taint_ok[tk] = nodefit.untolerated(pod, group.taints, group.unschedulable) is None
             if not ok:
                 continue
-        candidates.append((ev.cost, i, group, ev))
-    failures: dict[Any, str] = {}
-    for cost, _, group, ev in _best_first(candidates):
         for node in list(group.nodes.values()):
             if has_labels and not nodefit.labels_match(selector, affinity, node.name, node.labels):
                 continue
@@ -327,10 +393,17 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
             if not result:
                 failures[group.key] = result.reason
                 if result.permanent:
-                    return Unschedulable(name, len(state.nodes), {result.reason: len(state.nodes)})
+                    permanent = result.reason
                 break  # every node of the group would give the same answer
             allocations = {c.claim.name: c.allocation for c in result.claims}
-            return Placement(name, node.name, allocations, cost, strategy, requests, tuple(result.picks))
+            placement = Placement(name, node.name, allocations, cost, strategy, requests, tuple(result.picks))
+            break
+    for entry in set_aside:
+        heapq.heappush(heap, entry)
+    if placement is not None:
+        return placement
+    if permanent is not None:
+        return Unschedulable(name, len(state.nodes), {permanent: len(state.nodes)})
 
     def explain() -> dict[str, int]:
         return _reasons(pod, state, prepared, requests, shape, selector, affinity, failures, now)

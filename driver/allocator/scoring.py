@@ -21,6 +21,7 @@ state; `schedule.py` keeps those states and groups nodes by them.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -239,7 +240,10 @@ class Scorer:
     def __init__(self, config: PackingConfig) -> None:
         self.config = config
         self.workload = Workload(config.coverage)
-        self._frag: dict[tuple[Any, Free], float] = {}
+        self._stats: dict[tuple, tuple[tuple[int, int], ...]] = {}
+        self._feas: dict[tuple, tuple[tuple[float, ...], float]] = {}
+        self._frag: dict[tuple, float] = {}  # F_n of states evaluated as "before" (shared across shapes)
+        self._thr: tuple | None = None
         self._shape_ids: dict[Shape, int] = {}
         self._parts_cache: dict[tuple, tuple] = {}
         w = config.weights
@@ -253,6 +257,8 @@ class Scorer:
         if os.environ.get("NOMEM"):
             shape = Shape(shape.cpu, 0, shape.requests)
         if self.workload.observe(shape):
+            self._stats.clear()
+            self._feas.clear()
             self._frag.clear()
             self._parts_cache.clear()
 
@@ -287,44 +293,97 @@ class Scorer:
                 req = shape.requests[0]
                 grouped.setdefault((req.count, req.share, node.mask(req.mask)), []).append((shape.cpu, shape.memory, p))
             parts = self._parts_cache[key] = (
-                tuple((count, share, mask, tuple(members)) for (count, share, mask), members in grouped.items()),
+                tuple((count, share, mask, tuple(members), sum(m[2] for m in members))
+                      for (count, share, mask), members in grouped.items()),
                 tuple(cpu_only),
             )
         return parts
 
-    def fragment(self, node: NodeClass, free: Free) -> float:
-        """Expected unusable GPU milli on a node in state `free` for the learned workload (FGD's F_n).
-
-        For each target shape m with popularity p_m: all free milli if m cannot run here (CPU,
-        memory, allowed models, devices), else the free milli on devices with less free than m's
-        per-device share.
-        """
-        key = (node.key, free)
-        value = self._frag.get(key)
-        if value is not None:
-            return value
-        cpu, mem, gpus = free
-        total = sum(gpus)
-        value = 0.0
-        if total:
-            parts, cpu_only = self._parts(node)
-            for scpu, smem, p in cpu_only:
-                if scpu > cpu or smem > mem:
-                    value += p * total
-            for count, share, mask, members in parts:
+    def _gpu_stats(self, node: NodeClass, gpus: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+        """Per target part: (devices that could take its share, free milli on devices that could not)."""
+        key = (node.key, gpus)
+        stats = self._stats.get(key)
+        if stats is None:
+            out = []
+            for count, share, mask, _, _ in self._parts(node)[0]:
                 fits = frag = 0
                 for f, ok in zip(gpus, mask):
                     if f >= share:
                         fits += ok
                     else:
                         frag += f
-                if fits < count:
-                    value += total * sum(m[2] for m in members)
-                    continue
-                for scpu, smem, p in members:
-                    value += p * (total if (scpu > cpu or smem > mem) else frag)
-        self._frag[key] = value
+                out.append((fits, frag))
+            stats = self._stats[key] = tuple(out)
+        return stats
+
+    def _stats_after(self, node: NodeClass, gpus: tuple[int, ...], i: int, new: int) -> tuple[tuple[int, int], ...]:
+        """`_gpu_stats` after device i goes from gpus[i] to `new` free, derived in O(parts)."""
+        old = gpus[i]
+        before = self._gpu_stats(node, gpus)
+        out = []
+        for (count, share, mask, _, _), (fits, frag) in zip(self._parts(node)[0], before):
+            if old >= share:
+                fits -= mask[i]
+            else:
+                frag -= old
+            if new >= share:
+                fits += mask[i]
+            else:
+                frag += new
+            out.append((fits, frag))
+        return tuple(out)
+
+    def _feasible(self, node: NodeClass, cpu: int, mem: int) -> tuple[tuple[float, ...], float]:
+        """Per part, the popularity of its shapes whose CPU and memory fit; and of CPU-only shapes that do not."""
+        cpus, mems = self._thresholds()
+        key = (node.key, bisect_right(cpus, cpu), bisect_right(mems, mem))  # exact: only ranks matter
+        hit = self._feas.get(key)
+        if hit is None:
+            parts, cpu_only = self._parts(node)
+            per = tuple(sum(p for c, m, p in members if c <= cpu and m <= mem) for _, _, _, members, _ in parts)
+            hit = self._feas[key] = (per, sum(p for c, m, p in cpu_only if c > cpu or m > mem))
+        return hit
+
+    def _thresholds(self) -> tuple[list[int], list[int]]:
+        t = self._thr
+        if t is None or t[0] != self.workload.epoch:
+            shapes = [sh for sh, _ in self.workload.targets]
+            t = self._thr = (self.workload.epoch, sorted({sh.cpu for sh in shapes}), sorted({sh.memory for sh in shapes}))
+        return t[1], t[2]
+
+    def _combine(self, node: NodeClass, total: int, stats: tuple[tuple[int, int], ...],
+                 feasible: tuple[tuple[float, ...], float]) -> float:
+        if not total:
+            return 0.0
+        per, cpu_only_blocked = feasible
+        value = cpu_only_blocked * total
+        for (count, _, _, _, weight), (fits, frag), pf in zip(self._parts(node)[0], stats, per):
+            if fits < count:
+                value += weight * total
+            else:
+                value += pf * frag + (weight - pf) * total
         return value
+
+    def fragment(self, node: NodeClass, free: Free) -> float:
+        """Expected unusable GPU milli on a node in state `free` for the learned workload (FGD's F_n).
+
+        For each target shape m with popularity p_m: all free milli if m cannot run here (CPU,
+        memory, allowed models, devices), else the free milli on devices with less free than m's
+        per-device share. Computed from per-part device statistics (cached per device state) and
+        per-part CPU/memory feasibility (cached per CPU/memory state), so states that differ only
+        in CPU, or only in one device, share most of the work.
+        """
+        key = (node.key, free)
+        value = self._frag.get(key)
+        if value is None:
+            cpu, mem, gpus = free
+            value = self._frag[key] = self._combine(node, sum(gpus), self._gpu_stats(node, gpus), self._feasible(node, cpu, mem))
+        return value
+
+    def _fragment_moved(self, node: NodeClass, gpus: tuple[int, ...], i: int, share: int, cpu: int, mem: int) -> float:
+        """F_n after `share` more is taken from device i and CPU/memory become (cpu, mem)."""
+        stats = self._stats_after(node, gpus, i, gpus[i] - share)
+        return self._combine(node, sum(gpus) - share, stats, self._feasible(node, cpu, mem))
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -336,9 +395,12 @@ class Scorer:
         cpu, mem, gpus = free
         if shape.cpu > cpu or shape.memory > mem:
             return None
+        fgd = strategy in ("fgd", "fragmentation")
+        before = self.fragment(node, free) if fgd else 0.0
+        if fgd and len(shape.requests) == 1 and shape.requests[0].count == 1:
+            return self._evaluate_one(strategy, node, free, shape, before)
         frees = list(gpus)
         plan = []
-        before = self.fragment(node, free) if strategy in ("fgd", "fragmentation") else 0.0
         for req in shape.requests:
             mask = node.mask(req.mask)
             chosen = []
@@ -363,6 +425,28 @@ class Scorer:
         after: Free = (cpu - shape.cpu, mem - shape.memory, tuple(frees))
         return Evaluation(self._node_cost(strategy, node, free, after, before), tuple(plan), after)
 
+    def _evaluate_one(self, strategy: str, node: NodeClass, free: Free, shape: Shape, before: float) -> Evaluation | None:
+        """FGD for the common case, one device: each distinct device state is one option, scored in O(parts)."""
+        cpu, mem, gpus = free
+        req = shape.requests[0]
+        share, mask = req.share, node.mask(req.mask)
+        cpu2, mem2 = cpu - shape.cpu, mem - shape.memory
+        best, best_key = -1, None
+        tried = set()
+        for i, f in enumerate(gpus):
+            if f < share or not mask[i] or f in tried:
+                continue
+            tried.add(f)
+            key = (self._fragment_moved(node, gpus, i, share, cpu2, mem2), f, i)
+            if best_key is None or key < best_key:
+                best, best_key = i, key
+        if best < 0:
+            return None
+        frees = list(gpus)
+        frees[best] -= share
+        after: Free = (cpu2, mem2, tuple(frees))
+        return Evaluation(self._node_cost(strategy, node, free, after, before, best_key[0]), ((best,),), after)
+
     def _device_cost(self, strategy: str, node: NodeClass, state: tuple[int, int, list[int]], i: int, share: int) -> tuple:
         """Cost of putting `share` on device `i` (lower wins); used inside a node and by the chooser."""
         f = state[2][i]
@@ -370,9 +454,7 @@ class Scorer:
             return (-f, i)
         if strategy == "binpack":
             return (f, i)
-        gpus = list(state[2])
-        gpus[i] -= share
-        frag = self.fragment(node, (state[0], state[1], tuple(gpus)))
+        frag = self._fragment_moved(node, tuple(state[2]), i, share, state[0], state[1])
         # ties (equal fragment) go to the fuller device: keeps whole GPUs whole
         return (frag, f, i)
 
@@ -383,7 +465,8 @@ class Scorer:
         um = (1.0 - after[1] / node.memory) if node.memory else 0.0
         return ug, uc, um
 
-    def _node_cost(self, strategy: str, node: NodeClass, before_free: Free, after: Free, before: float) -> tuple:
+    def _node_cost(self, strategy: str, node: NodeClass, before_free: Free, after: Free, before: float,
+                   after_frag: float | None = None) -> tuple:
         util = self._utilisation(node, after)
         over = 1.0 if any(u > t + 1e-12 for u, t in zip(util, self._t)) else 0.0
         score = sum(w * u for w, u in zip(self._w, util)) / self._wsum
@@ -391,10 +474,18 @@ class Scorer:
             return (over, -score)
         if strategy == "spread":
             return (over, score)
-        delta = self.fragment(node, after) - before
+        delta = (self.fragment(node, after) if after_frag is None else after_frag) - before
         if strategy == "fgd":
             return (over, delta)
         # fragmentation: FGD, ties broken towards fuller GPUs then fuller CPUs on the node
+        import os
+        v = os.environ.get("FRAG_TB", "a")
+        if v == "b":
+            return (over, round(delta, 6), -util[1], -util[0])
+        if v == "d":
+            return (over, round(delta / 10), -util[0], -util[1])
+        if v == "e":
+            return (over, round(delta, 6), -(util[0] + util[1]))
         return (over, round(delta, 6), -util[0], -util[1])
 
     def device_order(self, strategy: str, node: NodeClass, free: Free, share: int, candidates: list[int]) -> list[int]:

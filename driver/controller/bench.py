@@ -93,6 +93,39 @@ def _pregenerated(kube: Kube, i: int) -> None:
     kube.call(kube.core.replace_namespaced_pod_status, meta["name"], NS, pod)
 
 
+def bench_decisions(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpack") -> Result:
+    """Decisions only: the controller's view fed the same nodes and slices, `schedule` + assume per
+    pod, no HTTP. Shows what the API round trips cost on top, and how decisions scale with nodes."""
+    from driver.allocator.schedule import Unschedulable, schedule
+    from driver.controller.view import ClusterView
+    from driver.devices.classes import device_classes
+
+    t0 = time.monotonic()
+    view = ClusterView(PackingConfig(strategy=strategy))
+    for cls in device_classes():
+        view.on_class("ADDED", None, cls)
+    for i in range(nodes):
+        n = _node(i)
+        view.on_node("ADDED", None, n)
+        view.on_slice("ADDED", None, _slice(n["metadata"]["name"], gpus_per_node))
+    setup = time.monotonic() - t0
+    template = _pod(0)
+    bound = 0
+    start = time.monotonic()
+    for i in range(pods):
+        pod = {"metadata": {"name": f"pod-{i:05d}", "namespace": NS, "uid": f"pod-uid-{i}"}, "spec": template["spec"]}
+        claim = {"metadata": {"name": f"pod-{i:05d}-gpu", "namespace": NS, "uid": f"claim-uid-{i}"},
+                 "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}}
+        result = schedule(pod, [claim], view.state, view.classes, view.config, "2026-01-01T00:00:00Z")
+        if isinstance(result, Unschedulable):
+            continue
+        view.assume(pod, result.node, {f"claim-uid-{i}": (claim["metadata"]["name"], result.allocations[claim["metadata"]["name"]])})
+        bound += 1
+    elapsed = time.monotonic() - start
+    return Result("decide", nodes, gpus_per_node, pods, strategy, round(elapsed, 3), round(bound / elapsed, 1),
+                  round(1000 * elapsed / max(bound, 1), 3), bound, 0, round(setup, 2))
+
+
 def bench_once(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpack", binders: int = 8,
                timeout: float = 600.0, mode: str = "pipeline") -> Result:
     """One measurement on a fresh API server (see module docstring).
@@ -183,9 +216,14 @@ def run_bench(node_counts: list[int], gpus_per_node: int, pods: int, strategy: s
     medians = []
     for n, mode in [(n, m) for n in node_counts for m in modes]:
         count = min(pods, n * gpus_per_node)
+        if count < pods and not as_json:
+            out.write(f"note: {pods} pods do not fit on {n} x {gpus_per_node} whole GPUs; measuring {count} pods\n")
         results = []
         for _ in range(runs):
-            r = bench_once(n, gpus_per_node, count, strategy, binders, timeout, mode)
+            if mode == "decide":
+                r = bench_decisions(n, gpus_per_node, count, strategy)
+            else:
+                r = bench_once(n, gpus_per_node, count, strategy, binders, timeout, mode)
             results.append(r)
             ok = ok and r.bound == count
             if as_json:

@@ -57,8 +57,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     b.add_argument("--runs", type=int, default=1, help="repeat and report the median")
     b.add_argument("--timeout", type=float, default=600.0)
     b.add_argument("--mode", default="scheduling,pipeline",
-                   help="scheduling (claims pre-generated: our controller alone) and/or pipeline "
-                        "(pods created while the resourceclaim controller generates claims)")
+                   help="comma list: scheduling (claims pre-generated: our controller alone, over HTTP), "
+                        "pipeline (pods created while the resourceclaim controller generates claims), "
+                        "decide (decisions only, no HTTP)")
     b.add_argument("--json", action="store_true", help="one JSON object per measurement")
     b.set_defaults(func=_bench)
 
@@ -157,9 +158,10 @@ def _bench(args: argparse.Namespace) -> int:
         print("gpu-dra bench-controller: --nodes, --pods, --gpus-per-node and --runs must be positive", file=sys.stderr)
         return 2
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
-    bad = [m for m in modes if m not in ("scheduling", "pipeline")]
+    bad = [m for m in modes if m not in ("scheduling", "pipeline", "decide")]
     if bad or not modes:
-        print(f"gpu-dra bench-controller: --mode: expected scheduling and/or pipeline, got {args.mode!r}", file=sys.stderr)
+        print(f"gpu-dra bench-controller: --mode: expected scheduling, pipeline and/or decide, got {args.mode!r}",
+              file=sys.stderr)
         return 2
     opts: dict[str, Any] = dict(modes=modes, gpus_per_node=args.gpus_per_node, pods=args.pods, strategy=args.strategy,
                                 binders=args.binders, runs=args.runs, timeout=args.timeout, as_json=args.json)

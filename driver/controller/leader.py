@@ -139,8 +139,13 @@ class LeaderElector:
             }
             try:
                 self.kube.call(api.create_namespaced_lease, cfg.namespace, body)
-            except Exception as exc2:  # noqa: BLE001 - someone else created it first
-                logger.debug("lease_create_failed", status=api_error(exc2)[0])
+            except Exception as exc2:  # noqa: BLE001 - 409: someone else created it first
+                status2, message2 = api_error(exc2)
+                if status2 == 409:
+                    logger.debug("lease_create_lost", lease=cfg.name)
+                else:
+                    logger.warning("lease_create_failed", lease=f"{cfg.namespace}/{cfg.name}", status=status2,
+                                   error=message2)
                 return False
             return True
 

@@ -65,6 +65,7 @@ class WorkQueue:
         self._delayed: list[tuple[float, int, Hashable]] = []  # (due, seq, key) heap
         self._due: dict[Hashable, float] = {}  # key -> earliest due among its heap entries
         self._parked: dict[Hashable, float] = {}  # key -> parked since
+        self._deaf: set[Hashable] = set()  # parked keys that cluster_changed() does not wake
         self._seq = 0
         self._closed = False
 
@@ -79,6 +80,7 @@ class WorkQueue:
         if self._closed:
             return
         self._parked.pop(key, None)
+        self._deaf.discard(key)
         self._due.pop(key, None)  # stale heap entries are skipped when popped
         if key in self._processing:
             self._dirty.add(key)
@@ -107,18 +109,25 @@ class WorkQueue:
         heapq.heappush(self._delayed, (due, self._seq, key))
         self._cond.notify()
 
-    def park(self, key: Hashable) -> None:
-        """`key` cannot be placed now: wait for a cluster event (or `max_park`), with backoff."""
+    def park(self, key: Hashable, wake_on_change: bool = True) -> None:
+        """`key` cannot be placed now: wait for a cluster event (or `max_park`), with backoff.
+
+        `wake_on_change=False`: only an event about the key itself (`add`) or `max_park` wakes it —
+        for pods waiting for their own claim, which no other cluster change can help; waking them
+        on every change makes a burst of N new pods cost N² attempts.
+        """
         with self._cond:
             if self._closed or key in self._queued or key in self._due or key in self._parked:
                 return
             self._backoff.next_delay(key)
             self._parked[key] = self._clock()
+            if not wake_on_change:
+                self._deaf.add(key)
 
     def cluster_changed(self) -> int:
         """Something that may make parked pods fit happened: retry them, honouring backoff."""
         with self._cond:
-            moved = list(self._parked)
+            moved = [k for k in self._parked if k not in self._deaf]
             now = self._clock()
             for key in moved:
                 since = self._parked.pop(key)
@@ -132,6 +141,7 @@ class WorkQueue:
         with self._cond:
             self._backoff.forget(key)
             self._parked.pop(key, None)
+            self._deaf.discard(key)
             self._due.pop(key, None)
 
     # ---- consumers -------------------------------------------------------------------------

@@ -19,7 +19,6 @@ after a restart, claims allocated in the API count as used before the first deci
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import threading
 import time
@@ -33,6 +32,7 @@ from driver.controller import kube as k
 from driver.controller.informers import Informer, wait_all_synced
 from driver.controller.leader import LeaderElector, LeaseConfig
 from driver.controller.metrics import Metrics
+from driver.controller.podclaims import pinned_to, resolve_claims
 from driver.controller.queue import Backoff, WorkQueue
 from driver.controller.status import build_report
 from driver.controller.view import ClusterView, pod_is_done, rv_newer
@@ -41,7 +41,6 @@ from driver.controller.writer import FINALIZER, WriteError, Writer
 logger = log.get(__name__)
 
 DEFAULT_SCHEDULER_NAME = "gpu-dra-scheduler"
-POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
 
 
 @dataclass
@@ -75,6 +74,7 @@ class Controller:
         self.classes = Informer(kube, k.CLASSES)
         self.informers = [self.classes, self.nodes, self.slices, self.claims, self.pods]
         self._pod_by_uid: dict[str, str] = {}
+        self._awaiting: dict[str, set[str]] = {}  # claim key -> pods waiting for it to exist
         self._in_flight: set[str] = set()
         self._first_try: dict[str, float] = {}
         self._reported: dict[str, str] = {}  # pod uid -> last unschedulable message reported
@@ -199,7 +199,10 @@ class Controller:
     def _on_claim(self, event: str, old: dict | None, new: dict | None) -> None:
         self.view.on_claim(event, old, new)
         if new is not None and event == "ADDED":
-            self.queue.cluster_changed()  # pods waiting for this claim by name
+            with self._lock:
+                waiting = self._awaiting.pop(k.key_of(new), set())
+            for key in waiting:
+                self.queue.add(key)  # pods that were waiting for exactly this claim
             for ref in new["metadata"].get("ownerReferences") or []:
                 if ref.get("kind") == "Pod":
                     key = self._pod_by_uid.get(ref.get("uid", ""))
@@ -218,6 +221,9 @@ class Controller:
         uid = obj["metadata"].get("uid", "")
         key = k.key_of(obj)
         if new is None:
+            with self._lock:
+                for waiting in self._awaiting.values():
+                    waiting.discard(key)
             self._pod_by_uid.pop(uid, None)
             self._reported.pop(uid, None)
             self._first_try.pop(key, None)
@@ -301,12 +307,23 @@ class Controller:
                 return  # its binder re-queues it if the writes fail
         started = time.monotonic()
         self._first_try.setdefault(key, started)
-        claims, why, user_error = self._pod_claims(pod)
+        claims, why, user_error = resolve_claims(pod, self.claims.get)
         if why is not None:
             self.metrics.attempts.labels("waiting").inc()
             if user_error:
                 self._report(pod, why)
-            self.queue.park(key)
+            arrived = False
+            for claim_key in self._claim_keys(pod):
+                if self.claims.get(claim_key) is not None:
+                    continue
+                with self._lock:
+                    self._awaiting.setdefault(claim_key, set()).add(key)
+                # The claim may have arrived between the lookup and the registration.
+                arrived = arrived or self.claims.get(claim_key) is not None
+            if arrived and not user_error:
+                self.queue.retry_later(key)
+            else:
+                self.queue.park(key, wake_on_change=False)  # the pod's or its claim's own event wakes it
             return
         pending = [c for c in claims if not self.view.allocation_of(c)]
         nodes = {self.view.node_of(c) for c in claims if self.view.allocation_of(c)}
@@ -316,7 +333,7 @@ class Controller:
             self.queue.park(key)
             return
         if nodes:
-            target = _pinned(pod, str(next(iter(nodes))))
+            target = pinned_to(pod, str(next(iter(nodes))))
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.view.lock:
             result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now)
@@ -380,38 +397,6 @@ class Controller:
         if first is not None:
             self.metrics.e2e.observe(time.monotonic() - first)
         logger.debug("pod_bound", pod=key, node=node, claims=len(claims))
-
-    def _pod_claims(self, pod: dict) -> tuple[list[dict], str | None, bool]:
-        """The pod's claims, or (why it must wait, whether that is the user's to fix)."""
-        meta = pod["metadata"]
-        ns = meta.get("namespace", "")
-        statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []}
-        out = []
-        for pc in (pod.get("spec") or {}).get("resourceClaims") or []:
-            pname = pc.get("name", "")
-            if pc.get("resourceClaimName"):
-                name, from_template = pc["resourceClaimName"], False
-            elif pc.get("resourceClaimTemplateName"):
-                st = statuses.get(pname)
-                if st is None:
-                    return [], f"waiting for the claim of {pname!r} to be created from its template", False
-                name, from_template = st.get("resourceClaimName"), True
-                if not name:
-                    continue  # the template needs no claim
-            else:
-                return [], f"spec.resourceClaims[{pname}]: neither resourceClaimName nor resourceClaimTemplateName", True
-            claim = self.claims.get(f"{ns}/{name}")
-            if claim is None:
-                if from_template:
-                    return [], f"waiting for resourceclaim {ns}/{name}", False
-                return [], f"resourceclaim {ns}/{name} not found", True
-            cmeta = claim["metadata"]
-            if from_template and not any(r.get("uid") == meta.get("uid") for r in cmeta.get("ownerReferences") or []):
-                return [], f"resourceclaim {ns}/{name} was not created for this pod", True
-            if cmeta.get("deletionTimestamp"):
-                return [], f"resourceclaim {ns}/{name} is being deleted", True
-            out.append(claim)
-        return out, None, False
 
     def _report(self, pod: dict, message: str) -> None:
         """PodScheduled=False + a FailedScheduling event, once per distinct message."""
@@ -504,18 +489,3 @@ class Controller:
                 return True
             time.sleep(0.02)
         return False
-
-
-def _pinned(pod: dict, node: str) -> dict:
-    """A copy of the pod that may only go to `node` (a claim of it is allocated there)."""
-    pinned = copy.deepcopy(pod)
-    spec = pinned.setdefault("spec", {})
-    affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    field_term = {"key": "metadata.name", "operator": "In", "values": [node]}
-    if not required or not required.get("nodeSelectorTerms"):
-        affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [{"matchFields": [field_term]}]}
-    else:
-        for term in required["nodeSelectorTerms"]:
-            term.setdefault("matchFields", []).append(field_term)
-    return pinned

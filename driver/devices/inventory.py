@@ -52,6 +52,7 @@ logger = log.get(__name__)
 STD = "resource.kubernetes.io"
 COMPUTE_POLICY = {"default": "1", "validRange": {"min": "10m", "max": "1", "step": "10m"}}
 MEMORY_POLICY = {"default": "1Gi", "validRange": {"min": "256Mi", "step": "256Mi"}}
+# (dynamic-MIG counter name, static-MIG capacity name, Engines field): NVIDIA's names for both
 ENGINE_COUNTERS = (
     ("copy-engines", "copyEngines", "copy_engines"),
     ("decoders", "decoders", "decoders"),
@@ -98,16 +99,10 @@ def _mig_device(gpu: GpuInfo, versions: Versions, profile: MigProfile, start: in
     attrs.update({"parentUUID": string_attr(gpu.uuid), "profile": string_attr(profile.name), "parentIndex": int_attr(gpu.index),
                   "parentMinor": int_attr(gpu.minor)})
     attrs.update(common_attributes(gpu, versions))
-    e = profile.engines
-    capacity = {
-        "multiprocessors": {"value": _q(profile.multiprocessors)},
-        "copyEngines": {"value": _q(e.copy_engines)},
-        "decoders": {"value": _q(e.decoders)},
-        "encoders": {"value": _q(e.encoders)},
-        "jpegEngines": {"value": _q(e.jpeg_engines)},
-        "ofaEngines": {"value": _q(e.ofa_engines)},
-        "memory": {"value": _q(profile.memory_bytes)},
-    }
+    capacity = {"multiprocessors": {"value": _q(profile.multiprocessors)}}
+    for _, capacity_name, attr in ENGINE_COUNTERS:
+        capacity[capacity_name] = {"value": _q(getattr(profile.engines, attr))}
+    capacity["memory"] = {"value": _q(profile.memory_bytes)}
     for sl in profile.slices_at(start):
         capacity[f"memorySlice{sl}"] = {"value": "1"}
     return Device(
@@ -189,12 +184,14 @@ def _dynamic(gpu: GpuInfo, versions: Versions, profiles: list[MigProfile], insta
     return devices, counter_set
 
 
-def discover(backend: NvmlBackend, config: NodeConfig, node_name: str) -> NodeInventory:
-    """Read the node's GPUs through `backend` and build the devices `config` asks for.
+def discover(backend: NvmlBackend, config: NodeConfig | None, node_name: str) -> NodeInventory:
+    """Read the node's GPUs through `backend` and build the devices `config` asks for
+    (None: every GPU whole, driver gpu.nvidia.com). Initialises the backend (idempotent).
 
     A GPU whose NVML calls fail is left out (and listed in `errors`), so one lost GPU does not
     take the node's other devices off the market.
     """
+    config = config or NodeConfig()
     snap = snapshot(backend)
     devices: list[Device] = []
     counter_sets: list[CounterSet] = []

@@ -3,7 +3,7 @@
     driverName: gpu.nvidia.com        # optional
     sharing:                          # default for every GPU
       mode: whole                     # whole | mig | timeslicing | dynamic | fractional
-      replicas: 4                     # timeslicing (required, >= 2) / dynamic (optional, >= 1)
+      replicas: 4                     # timeslicing (required, 2..64) / dynamic (optional, 0..64)
     gpus:                             # optional per-GPU override, by index (minor)
       "1": {mode: timeslicing, replicas: 2}
 

@@ -128,6 +128,19 @@ def _chunks_134(inventory: NodeInventory) -> list[tuple[list[Any], list[Device]]
     return chunks
 
 
+def normalise_layout(version: str) -> str:
+    """A Kubernetes minor version ("1.34", "v1.36.2") -> its counter layout ("1.34" or "1.35")."""
+    text = str(version).lstrip("v")
+    parts = text.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        raise ValueError(f"layout: expected a Kubernetes version such as 1.34 or 1.35, got {version!r}") from None
+    if (major, minor) < (1, 34):
+        raise ValueError(f"layout: resource.k8s.io/v1 needs Kubernetes 1.34 or later, got {version!r}")
+    return "1.34" if (major, minor) == (1, 34) else "1.35"
+
+
 def build_slices(
     inventory: NodeInventory,
     node_name: str,
@@ -142,8 +155,7 @@ def build_slices(
     "1.35"; later versions use "1.35"). A node without devices still gets one empty slice, so the
     pool exists and consumers see "no devices" rather than "driver not running".
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout: expected one of {', '.join(LAYOUTS)}, got {layout!r}")
+    layout = normalise_layout(layout)
     if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
         raise ValueError(f"generation: expected an integer >= 0, got {generation!r}")
     driver = driver_name or inventory.driver_name

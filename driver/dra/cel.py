@@ -17,6 +17,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import re
+import threading
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -29,6 +30,9 @@ from driver.dra.quantity import format_quantity, parse_quantity
 from driver.dra.semver import Semver, parse_semver
 
 MAX_EXPRESSION_BYTES = 10 * 1024  # API server limit on a selector expression (FACTS §4)
+# The C++ runtime's thread-safety is not documented; the controller calls from several threads.
+# Compilation is cached and evaluation memoised per device, so serialising both costs little.
+_LOCK = threading.RLock()
 MAX_COST = 1_000_000  # Kubernetes' per-expression CEL cost limit
 MAP_BOUND = 32  # a device has at most 32 attributes + capacities: the most any map can iterate
 _INT64 = 2**63
@@ -126,7 +130,8 @@ def _is_quantity(text: str) -> bool:
 
 
 def _decl(name: str, *overloads: tuple[str, Any, list[Any], bool]) -> cel.FunctionDecl:
-    return cel.FunctionDecl(name, [cel.Overload(oid, ret, params, is_member=member) for oid, ret, params, member in overloads])
+    return cel.FunctionDecl(
+        name, [cel.Overload(oid, ret, params, is_member=member) for oid, ret, params, member in overloads])
 
 
 _FUNCTIONS = [
@@ -135,7 +140,8 @@ _FUNCTIONS = [
     _decl("semver", ("semver_string", _ST, [_S], False), ("semver_string_bool", _ST, [_S, _B], False)),
     _decl("isSemver", ("is_semver_string", _B, [_S], False), ("is_semver_string_bool", _B, [_S, _B], False)),
     _decl("compareTo", ("quantity_compareTo", _I, [_QT, _QT], True), ("semver_compareTo", _I, [_ST, _ST], True)),
-    _decl("isGreaterThan", ("quantity_isGreaterThan", _B, [_QT, _QT], True), ("semver_isGreaterThan", _B, [_ST, _ST], True)),
+    _decl("isGreaterThan", ("quantity_isGreaterThan", _B, [_QT, _QT], True),
+          ("semver_isGreaterThan", _B, [_ST, _ST], True)),
     _decl("isLessThan", ("quantity_isLessThan", _B, [_QT, _QT], True), ("semver_isLessThan", _B, [_ST, _ST], True)),
     _decl("add", ("quantity_add", _QT, [_QT, _QT], True), ("quantity_add_int", _QT, [_QT, _I], True)),
     _decl("sub", ("quantity_sub", _QT, [_QT, _QT], True), ("quantity_sub_int", _QT, [_QT, _I], True)),
@@ -206,9 +212,11 @@ def compile_selector(expression: str) -> Selector:
     if not isinstance(expression, str) or not expression.strip():
         raise CelError("selector expression: expected a non-empty CEL expression")
     if len(expression.encode()) > MAX_EXPRESSION_BYTES:
-        raise CelError(f"selector expression: {len(expression.encode())} bytes, more than the limit of {MAX_EXPRESSION_BYTES}")
+        size = len(expression.encode())
+        raise CelError(f"selector expression: {size} bytes, more than the limit of {MAX_EXPRESSION_BYTES}")
     try:
-        program = _ENV.compile(expression)
+        with _LOCK:
+            program = _ENV.compile(expression)
     except RuntimeError as exc:
         message = str(exc)
         if "cannot be the range of a comprehension" not in message:
@@ -218,7 +226,8 @@ def compile_selector(expression: str) -> Selector:
         # expression is compiled unchecked: the runtime is dynamically typed, so it evaluates the
         # same, and type errors surface as evaluation errors (reported on the claim) instead.
         try:
-            program = _ENV.compile(expression, disable_check=True)
+            with _LOCK:
+                program = _ENV.compile(expression, disable_check=True)
         except RuntimeError as exc2:
             raise CelError(f"selector expression {expression!r} does not compile: {_clean(str(exc2))}") from None
     cost = estimate_cost(expression)
@@ -329,7 +338,8 @@ def evaluate(selector: Selector, device: dict[str, Any]) -> bool | str:
         device = dict(device)
         device["attributes"] = {**{d: {} for d in missing}, **attrs}
         device["capacity"] = {**{d: {} for d in missing}, **caps}
-    result = selector.program.eval(data={"device": device})
+    with _LOCK:
+        result = selector.program.eval(data={"device": device})
     kind = result.type()
     if kind == cel.Type.BOOL:
         return bool(result.value())

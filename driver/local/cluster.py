@@ -1,7 +1,7 @@
 """`LocalCluster`: the API server plus everything a real cluster would run around it.
 
 Start order is the order of a real cluster's bring-up: API server, then nodes (kubelets register
-Node objects and Leases), then controllers. Every piece is a component with start()/stop() kept
+Node objects and Leases), then controllers (resourceclaim, Deployment/ReplicaSet). Every piece is a component with start()/stop() kept
 in `components`, stopped in reverse order; other parts add theirs (the allocation controller,
 per-node kubelet plugins) through `component_factories` / `plugin_factory` without this file
 knowing their classes.
@@ -27,6 +27,7 @@ from driver.local.claims import ClaimController
 from driver.local.clusterfile import ClusterSpec, NodeSpec, load_cluster
 from driver.local.nodes import GrpcPreparer, Kubelet, NoPlugin, Preparer
 from driver.local.server import ApiServer
+from driver.local.workloads import WorkloadController
 
 logger = log.get(__name__)
 
@@ -91,6 +92,8 @@ class LocalCluster:
         claim_controller: bool = True,
         kubelets: bool = True,
         bookmark_interval: float = 60.0,
+        lease_renew_s: float = 10.0,
+        workloads: bool = True,
     ) -> None:
         self.spec = description if isinstance(description, ClusterSpec) else load_cluster(description)
         self._own_workdir = workdir is None
@@ -100,6 +103,8 @@ class LocalCluster:
         self.plugin_factory = plugin_factory
         self.component_factories = list(component_factories or [])
         self.with_claim_controller, self.with_kubelets = claim_controller, kubelets
+        self.lease_renew_s = lease_renew_s
+        self.with_workloads = workloads
         self.components: list[Component] = []
         self.kubelets: dict[str, Kubelet] = {}
         self._clients: list[client.ApiClient] = []
@@ -134,7 +139,7 @@ class LocalCluster:
                         plugin, socket = started
                         self._add(plugin)
                         preparer = GrpcPreparer(str(socket))
-                kubelet = Kubelet(node, index, self.api_client(), preparer)
+                kubelet = Kubelet(node, index, self.api_client(), preparer, lease_renew_s=self.lease_renew_s)
                 if self.with_kubelets:
                     self._add(kubelet)
                 else:
@@ -142,6 +147,8 @@ class LocalCluster:
                 self.kubelets[node.name] = kubelet
             if self.with_claim_controller:
                 self._add(ClaimController(self.api_client()))
+            if self.with_workloads:
+                self._add(WorkloadController(self.api_client()))
             for factory in self.component_factories:
                 self._add(factory(self))
         except BaseException:

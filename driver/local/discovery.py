@@ -66,6 +66,8 @@ def _entry(res: Resource) -> dict[str, Any]:
     }
     if res.short_names:
         entry["shortNames"] = list(res.short_names)
+    if res.categories:
+        entry["categories"] = list(res.categories)
     return entry
 
 

@@ -6,7 +6,10 @@ NodePrepareResources on the node's kubelet plugin (real gRPC over its unix socke
 `Preparer`), then reports the pod Running; on failure it records a Warning Event and keeps the
 containers waiting, retrying with backoff. When the pod is deleted it calls
 NodeUnprepareResources and finishes the deletion (grace period 0, UID precondition), as the
-kubelet's status manager does. No containers run: "Running" is the end of the emulation.
+kubelet's status manager does. No containers run: a pod stays Running until deleted, unless it
+carries the annotation `local.gpu-dra.io/run-seconds: "<n>"`, after which its containers "exit 0"
+and the pod Succeeds (so demos and tests can have jobs that finish and free their GPUs).
+The node's Lease in kube-node-lease is renewed every `lease_renew_s`, like a kubelet heartbeat.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ logger = log.get(__name__)
 
 KUBELET_VERSION = "v1.34.0-gpu-dra-local"
 PREPARE_TIMEOUT_S = 45.0  # kubelet's per-call timeout for DRA plugins
+RUN_SECONDS_ANNOTATION = "local.gpu-dra.io/run-seconds"
 
 
 @dataclass(frozen=True)
@@ -127,17 +131,24 @@ def _raw(resp: Any) -> dict[str, Any]:
     return json.loads(resp.data)
 
 
+def _micro_now() -> str:
+    """Lease times are MicroTime: RFC 3339 with microseconds."""
+    return now_rfc3339().replace("Z", ".000000Z")
+
+
 class Kubelet:
     """One emulated node: registers the Node and Lease, runs the pods bound to it."""
 
     def __init__(self, spec: NodeSpec, index: int, api_client: client.ApiClient, preparer: Preparer | None = None,
-                 retry_s: float = 0.5, max_retry_s: float = 10.0) -> None:
+                 retry_s: float = 0.5, max_retry_s: float = 10.0, lease_renew_s: float = 10.0) -> None:
         self.spec, self.index = spec, index
         self.core = client.CoreV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.resource = client.ResourceV1Api(api_client)
         self.preparer: Preparer = preparer or NoPlugin()
-        self.retry_s, self.max_retry_s = retry_s, max_retry_s
+        self.retry_s, self.max_retry_s, self.lease_renew_s = retry_s, max_retry_s, lease_renew_s
+        self._stopped = threading.Event()
+        self._heartbeat = threading.Thread(target=self._renew_lease, name=f"lease-{spec.name}", daemon=True)
         self.queue = WorkQueue()
         self.prepared: dict[str, list[ClaimRef]] = {}  # pod uid -> claims prepared for it
         self._failures: dict[str, int] = {}
@@ -159,21 +170,30 @@ class Kubelet:
         lease = {"metadata": {"name": self.spec.name, "namespace": "kube-node-lease",
                               "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": self.spec.name,
                                                    "uid": node["metadata"]["uid"]}]},
-                 "spec": {"holderIdentity": self.spec.name, "leaseDurationSeconds": 40,
-                          "renewTime": now_rfc3339().replace("Z", ".000000Z")}}
+                 "spec": {"holderIdentity": self.spec.name, "leaseDurationSeconds": 40, "renewTime": _micro_now()}}
         try:
             self.coordination.create_namespaced_lease("kube-node-lease", lease, _preload_content=False)
         except ApiException as exc:
             if exc.status != 409:
                 raise
 
+    def _renew_lease(self) -> None:
+        while not self._stopped.wait(self.lease_renew_s):
+            try:
+                self.coordination.patch_namespaced_lease(self.spec.name, "kube-node-lease",
+                                                         {"spec": {"renewTime": _micro_now()}}, _preload_content=False)
+            except Exception as exc:  # the API server may be going away; try again next beat
+                logger.debug("lease_renew_failed", node=self.spec.name, error=str(exc))
+
     def start(self) -> None:
         self.register()
         self._informer.start()
         self._worker.start()
+        self._heartbeat.start()
         logger.info("kubelet_started", node=self.spec.name)
 
     def stop(self) -> None:
+        self._stopped.set()
         self._informer.stop()
         self.queue.close()
         self._worker.join(timeout=5)
@@ -198,6 +218,8 @@ class Kubelet:
             try:
                 if kind == "gone":
                     self._unprepare(uid, ns, name)
+                elif kind == "finish":
+                    self._finish(ns, name, uid)
                 else:
                     self.sync_pod(ns, name, uid)
             except ApiException as exc:
@@ -322,3 +344,28 @@ class Kubelet:
                    "kubelet", self.spec.name)
         logger.info("pod_running", node=self.spec.name, namespace=pod["metadata"]["namespace"],
                     pod=pod["metadata"]["name"], claims=[c.name for c in self.prepared.get(uid, [])])
+        run_s = ((pod["metadata"].get("annotations") or {}).get(RUN_SECONDS_ANNOTATION))
+        if run_s is not None:
+            try:
+                seconds = max(float(run_s), 0.0)
+            except ValueError:
+                post_event(self.core, pod, "Warning", "InvalidAnnotation",
+                           f"{RUN_SECONDS_ANNOTATION}: expected a number of seconds, got {run_s!r}", "kubelet", self.spec.name)
+                return
+            self.queue.add_after(("finish", pod["metadata"]["namespace"], pod["metadata"]["name"], uid), seconds)
+
+    def _finish(self, ns: str, name: str, uid: str) -> None:
+        """The pod's containers exited 0: Succeeded, then its claims are unprepared."""
+        pod = _raw(self.core.read_namespaced_pod(name, ns, _preload_content=False))
+        if pod["metadata"]["uid"] != uid or (pod.get("status") or {}).get("phase") != "Running":
+            return
+        now = now_rfc3339()
+        statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": f"emulated://{c.get('image', '')}",
+                     "ready": False, "started": False, "restartCount": 0,
+                     "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now}}}
+                    for c in (pod.get("spec") or {}).get("containers") or []]
+        conditions = [{"type": t, "status": "False", "reason": "PodCompleted", "lastProbeTime": None,
+                       "lastTransitionTime": now} for t in ("ContainersReady", "Ready")]
+        self._patch_status(pod, {"phase": "Succeeded", "conditions": conditions, "containerStatuses": statuses})
+        self._unprepare(uid, ns, name)
+        logger.info("pod_succeeded", node=self.spec.name, namespace=ns, pod=name)

@@ -25,6 +25,7 @@ class Resource:
     subresources: tuple[str, ...] = ()  # e.g. ("status", "binding")
     fields: tuple[str, ...] = ()  # extra field-selector paths
     returns_deleted_object: bool = False  # DELETE answers the object (else a Status)
+    categories: tuple[str, ...] = ()  # e.g. ("all",) for `kubectl get all`
 
     @property
     def api_version(self) -> str:
@@ -69,13 +70,15 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "pods", "Pod", True, ("po",), ("status", "binding"),
              fields=("spec.nodeName", "spec.schedulerName", "status.phase", "spec.serviceAccountName",
                      "status.podIP", "status.nominatedNodeName", "spec.restartPolicy"),
-             returns_deleted_object=True),
+             returns_deleted_object=True, categories=("all",)),
     Resource("", "v1", "events", "Event", True, ("ev",),
              fields=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                      "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
                      "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type")),
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
+    Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status",), categories=("all",)),
+    Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status",), categories=("all",)),
     *_dra("v1"),
 ]
 

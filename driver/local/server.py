@@ -21,55 +21,15 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from driver import log
-from driver.local import discovery, errors, patch, resources, selectors
+from driver.local import discovery, errors, routes, selectors, table
+from driver.local.routes import Route
 from driver.local.faults import Faults
-from driver.local.resources import Resource
 from driver.local.store import Store, dumps
 
 logger = log.get(__name__)
 
 JSON = "application/json"
 _TRUE = ("true", "1")
-
-
-class _Route:
-    """A parsed resource URL."""
-
-    def __init__(self, res: Resource, ns: str | None, name: str, sub: str) -> None:
-        self.res, self.ns, self.name, self.sub = res, ns, name, sub
-        self.storage = resources.storage_resource(res)
-        self.compat = self.storage is not res
-
-    @property
-    def fault_key(self) -> str:
-        return f"{self.res.plural}/{self.sub}" if self.sub else self.res.plural
-
-
-def _route(path: str) -> _Route | None:
-    parts = [p for p in path.split("/") if p]
-    if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
-        group, version, rest = "", "v1", parts[2:]
-    elif len(parts) >= 3 and parts[0] == "apis":
-        group, version, rest = parts[1], parts[2], parts[3:]
-    else:
-        return None
-    if not rest:
-        return None
-    ns: str | None = None
-    if rest[0] == "namespaces" and len(rest) >= 3:
-        inner = resources.lookup(group, version, rest[2])
-        if inner is not None and inner.namespaced:
-            ns, rest = rest[1], rest[2:]
-    res = resources.lookup(group, version, rest[0])
-    if res is None or len(rest) > 3:
-        return None
-    name = rest[1] if len(rest) >= 2 else ""
-    sub = rest[2] if len(rest) == 3 else ""
-    if sub and sub not in res.subresources:
-        return None
-    if res.namespaced and name and ns is None:
-        return None
-    return _Route(res, ns if res.namespaced else None, name, sub)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -111,6 +71,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not data:
             return None
         ctype = (self.headers.get("Content-Type") or JSON).split(";")[0].strip()
+        if ctype in ("application/vnd.kubernetes.protobuf", "application/cbor"):
+            raise errors.ApiError(415, "UnsupportedMediaType",
+                                  f"the local API server accepts JSON bodies only, not {ctype} "
+                                  "(kubectl apply/create -f send JSON)")
         try:
             if ctype in ("application/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(data)
@@ -142,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if method == "POST" and self._legacy_binding(url.path, body):
                 return
-            route = _route(url.path)
+            route = routes.parse(url.path)
             if route is None:
                 raise errors.ApiError(404, "NotFound", f"the server could not find the requested resource ({method} {url.path})")
             self._resource(method, route, query, body)
@@ -188,14 +152,14 @@ class _Handler(BaseHTTPRequestHandler):
         name = (body.get("metadata") or {}).get("name") if isinstance(body, dict) else None
         if not name:
             raise errors.invalid("Binding", "", [("metadata.name", "Required value: the pod to bind")])
-        route = _route(f"/api/v1/namespaces/{parts[3]}/pods/{name}/binding")
+        route = routes.parse(f"/api/v1/namespaces/{parts[3]}/pods/{name}/binding")
         assert route is not None
         self._resource("POST", route, {}, body)
         return True
 
     # --- resources -----------------------------------------------------------------------
 
-    def _resource(self, method: str, route: _Route, query: dict[str, str], body: Any) -> None:
+    def _resource(self, method: str, route: Route, query: dict[str, str], body: Any) -> None:
         store: Store = self.server.store
         res, ns, name, sub = route.storage, route.ns or "", route.name, route.sub
         watching = method == "GET" and query.get("watch", "") in _TRUE
@@ -211,6 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
             body["apiVersion"] = res.api_version
         if watching:
             self._watch(route, query)
+        elif method == "GET" and name and table.wants_table(self.headers.get("Accept")):
+            obj = store.get(res, ns, name)
+            meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            self._send_obj(200, table.table(res.key, [obj], meta))
         elif method == "GET" and name:
             if route.compat:
                 self._reply(route, 200, store.get(res, ns, name))
@@ -241,26 +209,26 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise errors.method_not_allowed(f"{method} is not supported on {self.path}")
 
-    def _reply(self, route: _Route, code: int, obj: dict[str, Any]) -> None:
+    def _reply(self, route: Route, code: int, obj: dict[str, Any]) -> None:
         if route.compat:
             obj = dict(obj, apiVersion=route.res.api_version)
         self._send_obj(code, obj)
 
     @staticmethod
-    def _check_kind(route: _Route, body: Any) -> None:
+    def _check_kind(route: Route, body: Any) -> None:
         if not isinstance(body, dict):
             raise errors.bad_request(f"the request body must be a {route.res.kind} object")
         kind = body.get("kind")
         if kind not in (None, "", route.res.kind):
             raise errors.bad_request(f"the kind of the object ({kind}) does not match the URL ({route.res.kind})")
 
-    def _predicate(self, route: _Route, query: dict[str, str]) -> selectors.Predicate | None:
+    def _predicate(self, route: Route, query: dict[str, str]) -> selectors.Predicate | None:
         return selectors.combine(
             selectors.label_selector(query.get("labelSelector")),
             selectors.field_selector(query.get("fieldSelector"), route.res.field_selectors, route.res.kind),
         )
 
-    def _list(self, route: _Route, query: dict[str, str]) -> None:
+    def _list(self, route: Route, query: dict[str, str]) -> None:
         store: Store = self.server.store
         pred = self._predicate(route, query)
         try:
@@ -283,13 +251,16 @@ class _Handler(BaseHTTPRequestHandler):
             meta["continue"] = result.continue_token
         if result.remaining is not None:
             meta["remainingItemCount"] = result.remaining
+        if table.wants_table(self.headers.get("Accept")):
+            self._send_obj(200, table.table(route.storage.key, result.objects, meta))
+            return
         items = result.items
         if route.compat:
             items = [dumps(dict(json.loads(raw), apiVersion=route.res.api_version)) for raw in items]
         head = dumps({"kind": f"{route.res.kind}List", "apiVersion": route.res.api_version, "metadata": meta})
         self._send(200, head[:-1] + b',"items":[' + b",".join(items) + b"]}")
 
-    def _delete(self, route: _Route, query: dict[str, str], body: Any) -> None:
+    def _delete(self, route: Route, query: dict[str, str], body: Any) -> None:
         opts = body if isinstance(body, dict) else {}
         grace = query.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
         try:
@@ -308,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(route, 200, obj)
 
-    def _delete_collection(self, route: _Route, query: dict[str, str], body: Any) -> None:
+    def _delete_collection(self, route: Route, query: dict[str, str], body: Any) -> None:
         store: Store = self.server.store
         pred = self._predicate(route, query)
         for obj in store.list_objects(route.storage, route.ns, pred):
@@ -325,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def _watch(self, route: _Route, query: dict[str, str]) -> None:
+    def _watch(self, route: Route, query: dict[str, str]) -> None:
         store: Store = self.server.store
         pred = self._predicate(route, query)
         if route.name:
@@ -350,6 +321,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         kind, api_version = route.res.kind, route.res.api_version
 
+        as_table = table.wants_table(self.headers.get("Accept"))
+        columns_sent = False
+
+        def send_obj(etype: str, obj: dict[str, Any], raw: bytes) -> None:
+            nonlocal columns_sent
+            if as_table:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                raw = dumps(table.table(route.storage.key, [obj], meta, with_columns=not columns_sent))
+                columns_sent = True
+                self._chunk(b'{"type":"%s","object":%s}\n' % (etype.encode(), raw))
+            else:
+                send(etype, raw)
+
         def send(etype: str, raw: bytes) -> None:
             if route.compat and etype != "ERROR":
                 raw = dumps(dict(json.loads(raw), apiVersion=api_version))
@@ -367,8 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
             except errors.ApiError as err:
                 send("ERROR", dumps(err.status()))
                 return
-            for etype, _obj, raw in watch.initial:
-                send(etype, raw)
+            for etype, obj, raw in watch.initial:
+                send_obj(etype, obj, raw)
             if initial and bookmarks:
                 bookmark(watch.last_rv, {"k8s.io/initial-events-end": "true"})
             interval = self.server.bookmark_interval
@@ -387,8 +371,8 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 if events is None:
                     break
-                for etype, _obj, raw in events:
-                    send(etype, raw)
+                for etype, obj, raw in events:
+                    send_obj(etype, obj, raw)
                 if bookmarks and time.monotonic() >= next_bookmark:
                     bookmark(watch.last_rv)
                     next_bookmark = time.monotonic() + interval

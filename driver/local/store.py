@@ -71,6 +71,7 @@ class Collection:
 @dataclass
 class ListResult:
     items: list[bytes]
+    objects: list[dict[str, Any]]  # the same items as stored dicts (do not mutate)
     resource_version: int
     continue_token: str
     remaining: int | None
@@ -153,6 +154,7 @@ class Store:
             rv = token_rv or self.rv
             keys = sorted(k for k in coll.objects if (ns is None or k[0] == ns) and (start is None or k > start))
             items: list[bytes] = []
+            objects: list[dict[str, Any]] = []
             last_index = -1
             for i, key in enumerate(keys):
                 if pred is not None and not pred(coll.objects[key]):
@@ -160,6 +162,7 @@ class Store:
                 if limit and len(items) >= limit:
                     break
                 items.append(coll.raw[key])
+                objects.append(coll.objects[key])
                 last_index = i
             token, remaining = "", None
             if limit and len(items) >= limit and last_index + 1 < len(keys):
@@ -168,7 +171,7 @@ class Store:
                     token = self._encode_continue(rv, keys[last_index])
                     if pred is None:
                         remaining = len(rest)
-        return ListResult(items, rv, token, remaining)
+        return ListResult(items, objects, rv, token, remaining)
 
     def list_objects(self, res: Resource, ns: str | None = None, pred: Predicate | None = None) -> list[dict[str, Any]]:
         """Stored objects (do not mutate), sorted by namespace/name: for in-process callers."""
@@ -513,8 +516,10 @@ class Store:
                 coll.compacted_rv = self.rv
             return self.rv
 
-    def watch(self, res: Resource, ns: str | None, pred: Predicate | None, since: int | None) -> "Watch":
-        """A watch from `since` (None: send the current objects as ADDED first)."""
+    def watch(self, res: Resource, ns: str | None, pred: Predicate | None, since: int | None) -> Any:
+        """A `watches.Watch` from `since` (None: send the current objects as ADDED first)."""
+        from driver.local.watches import Watch
+
         return Watch(self, self.collection(res), ns, pred, since)
 
 
@@ -524,59 +529,3 @@ def _patch_sets_rv(body: Any) -> bool:
     if isinstance(body, list):
         return any(isinstance(op, dict) and str(op.get("path", "")).startswith("/metadata/resourceVersion") for op in body)
     return False
-
-
-class Watch:
-    """A cursor over one collection's history; `next(timeout)` blocks for new events."""
-
-    def __init__(self, store: Store, coll: Collection, ns: str | None, pred: Predicate | None, since: int | None):
-        self.store, self.coll, self.ns, self.pred = store, coll, ns, pred
-        self.initial: list[tuple[str, dict[str, Any], bytes]] = []
-        with store.cond:
-            if since is None:
-                for key in sorted(coll.objects):
-                    obj = coll.objects[key]
-                    if self._selected(key[0], obj):
-                        self.initial.append(("ADDED", obj, coll.raw[key]))
-                self.last_rv = store.rv
-            else:
-                if since < coll.compacted_rv:
-                    raise errors.expired(f"too old resource version: {since} ({coll.compacted_rv})")
-                self.last_rv = since
-
-    def _selected(self, ns: str, obj: dict[str, Any]) -> bool:
-        return (self.ns is None or ns == self.ns) and (self.pred is None or self.pred(obj))
-
-    def _translate(self, ev: Event) -> tuple[str, dict[str, Any], bytes] | None:
-        ns = _meta(ev.obj).get("namespace", "")
-        now = self._selected(ns, ev.obj)
-        if ev.type == "MODIFIED" and ev.prev is not None:
-            before = self._selected(ns, ev.prev)
-            if now and not before:
-                return ("ADDED", ev.obj, ev.raw)
-            if before and not now:
-                return ("DELETED", ev.obj, ev.raw)
-        return (ev.type, ev.obj, ev.raw) if now else None
-
-    def next(self, timeout: float) -> list[tuple[str, dict[str, Any], bytes]] | None:
-        """Events after the cursor (waiting up to `timeout`); [] on timeout; None once the store stops."""
-        with self.store.cond:
-            if self.last_rv < self.coll.compacted_rv:
-                raise errors.expired(f"too old resource version: {self.last_rv} ({self.coll.compacted_rv})")
-            self.store.cond.wait_for(
-                lambda: self.store.stopped or (self.coll.events and self.coll.events[-1].rv > self.last_rv), timeout)
-            if self.store.stopped:
-                return None
-            pending: list[Event] = []
-            for ev in reversed(self.coll.events):
-                if ev.rv <= self.last_rv:
-                    break
-                pending.append(ev)
-            self.last_rv = self.store.rv
-        out = []
-        for ev in reversed(pending):
-            item = self._translate(ev)
-            if item is not None:
-                out.append(item)
-        return out
-

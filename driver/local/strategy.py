@@ -55,6 +55,11 @@ def prepare_create(res: Resource, obj: dict[str, Any]) -> None:
                 set_condition(obj, "PodScheduled", "True")
     elif res.key == "resource.k8s.io/resourceclaims":
         obj.pop("status", None)
+    elif res.key in ("apps/deployments", "apps/replicasets"):
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("replicas", 1)
+        obj["status"] = {}
     elif res.key == "namespaces":
         obj["status"] = {"phase": "Active"}
         obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
@@ -67,6 +72,32 @@ def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> 
         causes += validation.validate_dra(res.kind, obj, old)
     elif res.key == "pods":
         causes += _validate_pod(obj, old)
+    elif res.key in ("apps/deployments", "apps/replicasets"):
+        causes += _validate_workload(obj)
+    return causes
+
+
+def _validate_workload(obj: dict[str, Any]) -> Causes:
+    """Deployments and ReplicaSets: a selector that selects the template's pods, a pod template."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [("spec", "Required value")]
+    causes: Causes = []
+    replicas = spec.get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        causes.append(("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0"))
+    match = (spec.get("selector") or {}).get("matchLabels") if isinstance(spec.get("selector"), dict) else None
+    if not isinstance(match, dict) or not match:
+        causes.append(("spec.selector", "Required value: matchLabels"))
+    template = spec.get("template")
+    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        return causes + [("spec.template", "Required value")]
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if isinstance(match, dict) and any(labels.get(k) != v for k, v in match.items()):
+        causes.append(("spec.template.metadata.labels",
+                       f"Invalid value: {labels!r}: `selector` does not match template `labels`"))
+    pod = {"metadata": {"name": "template"}, "spec": template["spec"]}
+    causes += [(f"spec.template.{f}", m) for f, m in _validate_pod(pod, None)]
     return causes
 
 

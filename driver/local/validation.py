@@ -77,9 +77,9 @@ def validate_metadata(meta: dict[str, Any], dns_label: bool = False) -> Causes:
     for key, value in (labels or {}).items() if isinstance(labels, dict) else ():
         why = _qualified_name_errors(key)
         if why:
-            causes.append((f"metadata.labels", f"Invalid value: {key!r}: {why}"))
+            causes.append(("metadata.labels", f"Invalid value: {key!r}: {why}"))
         if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
-            causes.append((f"metadata.labels", f"Invalid value: {value!r}: a label value must be at most 63 characters, "
+            causes.append(("metadata.labels", f"Invalid value: {value!r}: a label value must be at most 63 characters, "
                                                "alphanumeric, '-', '_' or '.', starting and ending alphanumeric"))
     annotations = meta.get("annotations")
     if annotations is not None:

@@ -236,8 +236,11 @@ class MockNvml:
     # ---- construction helpers -------------------------------------------------------------
     def _make_gpu(self, index: int) -> GpuInfo:
         m = self.desc.model
-        domain = int(_hex_id(f"{self.seed}/pci-domain", 4), 16) & 0x00FF
-        bus = m.bus_ids[index % len(m.bus_ids)] + (index // len(m.bus_ids))
+        # PCI domain from the node name: two mock nodes never show the same bus IDs; GPUs past the
+        # model's bus list take the next device number on the same buses (still unique)
+        domain = int(_hex_id(f"{self.seed}/pci-domain", 4), 16)
+        bus = m.bus_ids[index % len(m.bus_ids)]
+        device = index // len(m.bus_ids)
         return GpuInfo(
             index=index,
             minor=index,
@@ -246,7 +249,7 @@ class MockNvml:
             brand=m.brand,
             architecture=m.architecture,
             memory_bytes=m.memory_mib * MIB,
-            pci_bus_id=f"{domain:04x}:{bus % 256:02x}:00.0",
+            pci_bus_id=f"{domain:04x}:{bus:02x}:{device:02x}.0",
             cuda_compute_capability=m.compute_capability,
             multiprocessors=m.multiprocessors,
             engines=m.engines,
@@ -320,13 +323,19 @@ class MockNvml:
         os.replace(tmp, self.state_file)
 
     # ---- fault injection ------------------------------------------------------------------
+    def _known(self, index: int) -> GpuInfo:
+        if not 0 <= index < len(self._gpus):
+            raise ValueError(f"GPU index {index}: the mock node has GPUs 0..{len(self._gpus) - 1}")
+        return self._gpus[index]
+
     def inject_xid(self, index: int, xid: int, mig_uuid: str | None = None) -> None:
         """Queue an XID event for GPU `index` (as NVML would deliver on nvmlEventSetWait)."""
-        gpu = self._gpus[index]
+        gpu = self._known(index)
         self._events.put(HealthEvent("xid", index, gpu.uuid, xid=xid, message=f"XID {xid} on GPU {index}", mig_uuid=mig_uuid))
 
     def lose_gpu(self, index: int) -> None:
         """Make GPU `index` fall off the bus: its calls fail with GPU_IS_LOST and an event is queued."""
+        self._known(index)
         with self._lock:
             if index in self._lost:
                 return
@@ -368,6 +377,16 @@ class MockNvml:
                 time.sleep(self._latency)
             if self._init_failure:
                 raise NvmlError("nvmlInit", self._init_failure, None, "ERROR_DRIVER_NOT_LOADED")
+            if self._closed:  # drop the wake-up markers of the last shutdown, keep real events
+                pending = []
+                while True:
+                    try:
+                        pending.append(self._events.get_nowait())
+                    except queue.Empty:
+                        break
+                for event in pending:
+                    if event is not None:
+                        self._events.put(event)
             self._initialised = True
             self._closed = False
 

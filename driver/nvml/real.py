@@ -282,14 +282,21 @@ class RealNvml:
 
     # ---- events ---------------------------------------------------------------------------------
     def _event_set(self) -> Any:
+        """Create the event set on first use, registered for XIDs (and "GPU unavailable" where the
+        driver reports it) on every GPU that supports them."""
         with self._lock:
             if self._events is None:
                 nv = self.nv
+                wanted = nv.nvmlEventTypeXidCriticalError | getattr(nv, "nvmlEventTypeGpuUnavailableError", 0)
                 es = self._call("nvmlEventSetCreate", None, nv.nvmlEventSetCreate)
                 for index in range(self.device_count()):
                     try:
-                        self._call("nvmlDeviceRegisterEvents", index, nv.nvmlDeviceRegisterEvents,
-                                   self._handle(index), nv.nvmlEventTypeXidCriticalError, es)
+                        h = self._handle(index)
+                        supported = self._call("nvmlDeviceGetSupportedEventTypes", index,
+                                               nv.nvmlDeviceGetSupportedEventTypes, h)
+                        if not supported & wanted:
+                            raise NvmlError("nvmlDeviceGetSupportedEventTypes", "no XID events", index, "ERROR_NOT_SUPPORTED")
+                        self._call("nvmlDeviceRegisterEvents", index, nv.nvmlDeviceRegisterEvents, h, supported & wanted, es)
                     except NvmlError as exc:
                         logger.warning("xid_events_unavailable", index=index, error=str(exc))
                 self._events = es
@@ -330,6 +337,8 @@ class RealNvml:
             uuid = _text(self.nv.nvmlDeviceGetUUID(data.device))
         except self.nv.NVMLError:
             return HealthEvent("gpu-lost", index, "", message=f"GPU {index} is lost")
+        if data.eventType & getattr(self.nv, "nvmlEventTypeGpuUnavailableError", 0):
+            return HealthEvent("gpu-lost", index, uuid, message=f"GPU {index} is unavailable")
         mig_uuid = None
         if data.gpuInstanceId not in (_NO_INSTANCE, 0) and index >= 0:
             for inst in self.mig_instances(index):

@@ -34,8 +34,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--state-dir", default=None, help="checkpoint directory (default: plugin dir)")
     p.add_argument("--health-port", type=int, default=_env_int("HEALTH_PORT"),
                    help="HTTP port for /healthz and /metrics (0 = any free port; default off)")
-    p.add_argument("--nvidia-smi", default="nvidia-smi", help="path of nvidia-smi")
-    p.add_argument("--mps-control", default="nvidia-cuda-mps-control", help="path of nvidia-cuda-mps-control")
+    p.add_argument("--nvidia-smi", default=None,
+                   help="path of nvidia-smi (default: nvidia-smi; with mock NVML simulated; '' = simulated)")
+    p.add_argument("--mps-control", default=None,
+                   help="path of nvidia-cuda-mps-control (default as for --nvidia-smi)")
     p.add_argument("--slice-layout", default="1.35", choices=["1.34", "1.35"],
                    help="ResourceSlice counter layout of the cluster's Kubernetes version")
     p.set_defaults(func=_run_plugin)

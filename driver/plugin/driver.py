@@ -50,8 +50,10 @@ class PluginOptions:
     cdi_root: str = "/var/run/cdi"
     state_dir: str | None = None  # checkpoint + MPS dirs; default: plugin_dir
     health_port: int | None = None  # HTTP /healthz + /metrics; None = off, 0 = random port
-    nvidia_smi: str = "nvidia-smi"
-    mps_control: str = "nvidia-cuda-mps-control"
+    # Paths of NVIDIA's tools; None = "nvidia-smi" / "nvidia-cuda-mps-control" with real NVML and
+    # simulated (logged, not run) with mock NVML, where no driver tools exist; "" = simulated.
+    nvidia_smi: str | None = None
+    mps_control: str | None = None
     slice_layout: str = "1.35"  # ResourceSlice counter layout of the cluster's API version
     resync_s: float = 60.0
     crash_at: str = field(default_factory=lambda: os.environ.get(CRASH_ENV, ""))  # test hook
@@ -65,6 +67,11 @@ class PluginOptions:
             self.plugin_dir = f"{KUBELET_DIR}/plugins/{self.driver_name}"
         if self.state_dir is None:
             self.state_dir = self.plugin_dir
+        simulated = self.nvml.startswith("mock:")
+        if self.nvidia_smi is None:
+            self.nvidia_smi = "" if simulated else "nvidia-smi"
+        if self.mps_control is None:
+            self.mps_control = "" if simulated else "nvidia-cuda-mps-control"
         if self.health_port is not None and not 0 <= self.health_port <= 65535:
             raise ValueError(f"health_port: expected 0..65535 (0 = any free port), got {self.health_port}")
 
@@ -165,7 +172,7 @@ class Plugin:
             StateOptions(o.node_name, o.driver_name, o.cdi_root, o.state_dir or "", device_nodes=o.nvml == "real",
                          crash_at=o.crash_at),
             devices=self.devices, get_claim=self._kube.get_claim, mig=self._mig,
-            smi=NvidiaSmi(o.nvidia_smi), mps=MpsControl(o.mps_control), report=self._report,
+            smi=NvidiaSmi(o.nvidia_smi or ""), mps=MpsControl(o.mps_control or ""), report=self._report,
             changed=lambda: self.publisher.trigger() if self.publisher else None)
         self.state.recover(list_claims=self._kube.list_claims)
         self.metrics.prepared_devices.set(self.state.prepared_device_count())
@@ -181,7 +188,7 @@ class Plugin:
         self._running = True
         self._servers.append(srv.serve_unix(self.dra_socket, add_dra))
         self.publisher = Publisher(
-            self._kube, o.driver_name, o.node_name, self._build_slices, _validator(),
+            self._kube, o.driver_name, o.node_name, self._build_slices, validate_pool=_pool_validator(o.slice_layout),
             on_published=self.metrics.published_devices.set, on_error=self.metrics.publish_errors.inc,
             resync_s=o.resync_s)
         self.monitor = HealthMonitor(
@@ -215,12 +222,12 @@ class Plugin:
     def stop(self) -> None:
         """Unregister (remove the registration socket) first, then stop serving and the threads."""
         self._running = False
+        self.board.close()  # ends health streams now instead of at the grace deadline
         for server in reversed(self._servers):
             server.stop(grace=1.0).wait(2.0)
         self._servers.clear()
         for path in (self.registration_socket, self.dra_socket):
             Path(path).unlink(missing_ok=True)
-        self.board.close()
         if self.publisher:
             self.publisher.stop()
         if self.monitor:
@@ -239,10 +246,9 @@ class Plugin:
         self.stop()
 
 
-def _validator() -> Any:
-    """`driver.devices.validate.validate_slice` when available (it checks the API limits)."""
-    try:
-        from driver.devices.validate import validate_slice
-    except ImportError:  # pragma: no cover - the devices part ships it
-        return None
-    return validate_slice
+def _pool_validator(layout: str) -> Any:
+    """`driver.devices.validate.validate_pool` for the cluster's version: API limits per slice and
+    consistency across the pool's slices."""
+    from driver.devices.validate import validate_pool
+
+    return lambda slices: validate_pool(slices, layout)

@@ -25,12 +25,11 @@ TIMEOUT_S = 10.0
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
     """A client from a kubeconfig file, or in-cluster config when None."""
+    cfg = client.Configuration()  # never the process-wide default: several plugins may share a process
     if kubeconfig:
-        cfg = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     else:
-        config.load_incluster_config()
-        cfg = client.Configuration.get_default_copy()
+        config.load_incluster_config(client_configuration=cfg)  # refreshes the rotating SA token
     return client.ApiClient(cfg)
 
 

@@ -42,6 +42,7 @@ class Publisher:
     node_name: str
     build: Callable[[int], list[dict[str, Any]]]  # generation -> desired slice dicts
     validate: Callable[[dict[str, Any]], list[str]] | None = None
+    validate_pool: Callable[[list[dict[str, Any]]], list[str]] | None = None
     on_published: Callable[[int], None] = lambda devices: None
     on_error: Callable[[], None] = lambda: None
     resync_s: float = 60.0
@@ -77,6 +78,8 @@ class Publisher:
                                    f"expected {generation}")
             if self.validate:
                 problems += [f"slice {i}: {p}" for p in self.validate(obj)]
+        if self.validate_pool:
+            problems += [f"pool: {p}" for p in self.validate_pool(desired)]
         if problems:
             raise PublishError("refusing to publish invalid ResourceSlices: " + "; ".join(problems[:10]))
         writes = 0

@@ -42,11 +42,13 @@ def _run(argv: list[str], env: dict[str, str] | None = None, stdin: str | None =
 class NvidiaSmi:
     """Time-slice interval of a GPU: `nvidia-smi compute-policy -i <uuid> --set-timeslice <n>`."""
 
-    path: str = "nvidia-smi"
+    path: str = "nvidia-smi"  # "" = simulated: log the command, run nothing (mock NVML nodes)
 
     def set_timeslice(self, uuid: str, value: int) -> None:
-        _run([self.path, "compute-policy", "-i", uuid, "--set-timeslice", str(value)])
-        logger.info("timeslice_set", gpu=uuid, value=value)
+        argv = [self.path or "nvidia-smi", "compute-policy", "-i", uuid, "--set-timeslice", str(value)]
+        if self.path:
+            _run(argv)
+        logger.info("timeslice_set", gpu=uuid, value=value, simulated=not self.path)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class MpsControl:
     CUDA clients talk to this claim's daemon and to no other claim's.
     """
 
-    path: str = "nvidia-cuda-mps-control"
+    path: str = "nvidia-cuda-mps-control"  # "" = simulated: directories only, no daemon
 
     @staticmethod
     def dirs(claim_dir: str | Path) -> tuple[Path, Path, Path]:
@@ -84,6 +86,9 @@ class MpsControl:
         for d in self.dirs(claim_dir):
             d.mkdir(parents=True, exist_ok=True)
         env = self._env(claim_dir, uuids)
+        if not self.path:
+            logger.info("mps_started", dir=str(claim_dir), devices=uuids, simulated=True)
+            return
         _run([self.path, "-d"], env=env)
         commands = []
         if settings.active_thread_percentage is not None:
@@ -98,10 +103,10 @@ class MpsControl:
     def stop(self, claim_dir: str | Path) -> None:
         """Stop the daemon and remove its directories; a daemon already gone is fine."""
         base = Path(claim_dir)
-        if base.exists():
+        if base.exists() and self.path:
             try:
                 _run([self.path], env=self._env(claim_dir), stdin="quit\n")
             except SharingError as exc:
                 logger.warning("mps_stop_failed", dir=str(claim_dir), error=str(exc))
-            shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
         logger.info("mps_stopped", dir=str(claim_dir))

@@ -179,7 +179,8 @@ class DeviceState:
             rec = self.checkpoint.claims.get(uid)
             if rec is not None and rec.state == ckpt.PREPARE_COMPLETED:
                 return rec.devices
-            claim = self.get_claim(namespace, name)
+        claim = self.get_claim(namespace, name)  # outside the lock: a slow API must not stall others
+        with self.lock:
             return self._prepare_locked(namespace, name, uid, claim)
 
     def _prepare_locked(self, namespace: str, name: str, uid: str, claim: dict[str, Any] | None) -> list[PreparedDevice]:

@@ -152,9 +152,33 @@ def _describe(pod: dict[str, Any]) -> str:
     return f"{pod['metadata']['name']}: node={pod['spec'].get('nodeName')} phase={status.get('phase')} [{conditions}]"
 
 
+PREPARE_FAILED = "Failed to prepare dynamic resources"
+
+
+def _prepare_failure(pod: dict[str, Any]) -> str | None:
+    """The kubelet's prepare error shown in a pod's container status, if any."""
+    for status in pod.get("status", {}).get("containerStatuses", []) or []:
+        message = (status.get("state", {}).get("waiting") or {}).get("message") or ""
+        if message.startswith(PREPARE_FAILED):
+            return message
+    return None
+
+
 def wait_pods_placed(target: Target, namespace: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-    """Wait until `count` pods of the namespace are bound to a node and Running."""
+    """Wait until `count` pods of the namespace are bound to a node and Running.
+
+    A prepare error that the kubelet keeps reporting (three retries) ends the wait at once with
+    that error instead of running into the timeout.
+    """
+    seen_failures: dict[str, int] = {}
+
     def done(pods: dict[str, dict[str, Any]]) -> bool:
+        for name, pod in pods.items():
+            failure = _prepare_failure(pod)
+            if failure:
+                seen_failures[name] = seen_failures.get(name, 0) + 1
+                if seen_failures[name] >= 3:
+                    raise AssertionError(f"{namespace}/{name}: {failure}")
         return len(pods) >= count and all(_placed(p) for p in pods.values())
 
     def what(pods: dict[str, dict[str, Any]]) -> str:
@@ -163,6 +187,26 @@ def wait_pods_placed(target: Target, namespace: str, count: int, timeout: float 
 
     core = client.CoreV1Api(target.api)
     return list(watch_until(target, core.list_namespaced_pod, (namespace,), done, timeout, what).values())
+
+
+def serves_deployments(target: Target) -> bool:
+    groups = client.ApisApi(target.api).get_api_versions()
+    return any(g.name == "apps" and any(v.version == "v1" for v in g.versions) for g in groups.groups)
+
+
+def as_pods(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Deployments replaced by the pods their ReplicaSet would create (`<name>-<i>`), for a
+    target without workload controllers (the local cluster); everything else unchanged."""
+    out = []
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            out.append(obj)
+            continue
+        template = obj["spec"]["template"]
+        for i in range(obj["spec"].get("replicas", 1)):
+            metadata = {**template.get("metadata", {}), "name": f"{obj['metadata']['name']}-{i}"}
+            out.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
+    return out
 
 
 def wait_slices(target: Target, driver_name: str, timeout: float = 120) -> dict[str, dict[str, Any]]:

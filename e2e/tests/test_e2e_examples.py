@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from e2e_support import (
-    EXAMPLES, Target, apply, attribute, claims_of, delete, for_scheduler, iter_examples, load_manifests, new_namespace,
-    pod_spec_of, published_devices, rendered_device_classes, results, wait_pods_placed, wait_slices,
+    EXAMPLES, Target, apply, as_pods, attribute, claims_of, delete, for_scheduler, iter_examples, load_manifests,
+    new_namespace, pod_spec_of, published_devices, rendered_device_classes, results, serves_deployments,
+    wait_pods_placed, wait_slices,
 )
 
 EXAMPLE_FILES = list(iter_examples())
@@ -20,7 +21,7 @@ EXAMPLE_FILES = list(iter_examples())
 
 @pytest.fixture(scope="module")
 def installed(target: Target) -> Target:
-    """The chart's DeviceClasses applied and the driver's devices published."""
+    """The chart's DeviceClasses applied with kubectl and the driver's devices published."""
     classes = rendered_device_classes(target.driver_name)
     apply(target, None, classes)
     names = set(target.kubectl("get", "deviceclasses", "-o", "name").split())
@@ -34,18 +35,22 @@ def _expected_type(class_name: str) -> str:
 
 
 def _requests(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Request name -> `exactly` of every claim / claim template in the example."""
+    """Request name -> `exactly`, over every claim and claim template of the example."""
     out = {}
     for obj in objects:
-        spec = obj["spec"] if obj["kind"] == "ResourceClaim" else obj["spec"]["spec"] if obj["kind"] == "ResourceClaimTemplate" else None
-        if spec:
-            for request in spec["devices"]["requests"]:
-                out[request["name"]] = request["exactly"]
+        if obj["kind"] == "ResourceClaim":
+            spec = obj["spec"]
+        elif obj["kind"] == "ResourceClaimTemplate":
+            spec = obj["spec"]["spec"]
+        else:
+            continue
+        for request in spec["devices"]["requests"]:
+            out[request["name"]] = request["exactly"]
     return out
 
 
 def _pod_count(objects: list[dict[str, Any]]) -> int:
-    return sum(obj["spec"].get("replicas", 1) if obj["kind"] != "Pod" else 1
+    return sum(1 if obj["kind"] == "Pod" else obj["spec"].get("replicas", 1)
                for obj in objects if pod_spec_of(obj) is not None)
 
 
@@ -53,6 +58,8 @@ def _pod_count(objects: list[dict[str, Any]]) -> int:
 def test_example_is_placed_with_the_devices_it_asks_for(installed: Target, path: Path) -> None:
     target = installed
     objects = for_scheduler(load_manifests(path), target.scheduler_name)
+    if not serves_deployments(target):
+        objects = as_pods(objects)
     namespace = new_namespace(target, path.stem)
     apply(target, namespace, objects)
     try:

@@ -66,6 +66,17 @@ def test_all_nodes_and_node_selector_pools_attach_to_matching_nodes():
     assert build_inventories([net, rack]) == {}  # without node labels they attach nowhere, without error
 
 
+def test_per_device_node_selection():
+    spec = {"driver": DRIVER, "pool": {"name": "shared", "generation": 1, "resourceSliceCount": 1},
+            "perDeviceNodeSelection": True, "devices": [
+                {"name": "a", "nodeName": "n2"}, {"name": "b", "allNodes": True},
+                {"name": "c", "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [
+                    {"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]}}]}
+    invs = build_inventories([{"metadata": {"name": "per-dev"}, "spec": spec}], {"n1": {}, "n2": {}})
+    assert [d.name for d in invs["n1"].devices] == ["b", "c"]
+    assert [d.name for d in invs["n2"].devices] == ["a", "b"]
+
+
 @pytest.mark.parametrize("mutate, fragment", [
     (lambda d: d["attributes"].update(bad={"int": 1, "string": "x"}), "attributes[bad]: expected exactly one of"),
     (lambda d: d["attributes"].update(v={"version": "1.2"}), "attributes[v].version: '1.2' is not a semantic version"),

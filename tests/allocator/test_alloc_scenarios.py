@@ -258,6 +258,14 @@ def test_fractional_capacity_policy_rounding_share_ids_and_consumed_capacity():
     assert again.allocations[0]["devices"]["results"][0]["shareID"] == res["shareID"]
 
 
+def test_share_id_text_is_a_name_based_uuid():
+    import uuid
+
+    from driver.allocator.allocate import _SHARE_NS, uuid5_text
+    for name in ("", "uid-a|f|gpu.nvidia.com/n1/gpu-0|0", "ünïcode"):
+        assert uuid5_text(name) == str(uuid.uuid5(_SHARE_NS, name))
+
+
 def test_shared_device_without_policy_charges_full_capacity_to_plain_requests():
     inv, usage = node(fractional_gpu(0)), NodeUsage()
     r = place([claim("a", request("f", FRACTIONAL_CLASS))], inv, usage)
@@ -334,6 +342,13 @@ def test_prepared_claims_and_quick_reject():
     assert "not enough free matching devices on node n1" in quick_reject(prep, inv, usage)
     other = node(mig(0, "1g.10gb", 19, 0, 10, 1), name="n2")
     assert quick_reject(prep, other, NodeUsage()) is not None
+    # Two claims of one pod, one GPU each, one GPU free: each alone fits, together they do not.
+    two = prepare([claim("a", request("g")), claim("b", request("g"))], classes())
+    one_free = NodeUsage()
+    one_free.add(allocate([claim("x", request("g"))], inv, one_free, classes()).picks)
+    assert "need 2 between them, 1 free on node n1" in quick_reject(two, inv, one_free)
+    assert isinstance(allocate(two, inv, one_free), AllocationFailure)
+    assert quick_reject(two, inv, NodeUsage()) is None
 
 
 def test_incomplete_pool_is_skipped():
@@ -354,7 +369,7 @@ def test_allocation_status_is_valid_against_the_api_schema(version):
     tol = [{"key": f"{DRIVER}/xid", "operator": "Exists", "effect": "NoSchedule"}]
     c = claim("c", request("g", tolerations=tol, count=2),
               request("f", FRACTIONAL_CLASS, capacity={"compute": "250m"}), request("a", admin=True),
-              first_available("alt", request("mig", MIG_CLASS), request("any", FRACTIONAL_CLASS)),
+              first_available("alt", request("mig", MIG_CLASS), request("any", FRACTIONAL_CLASS, capacity={"compute": "100m"})),
               config=[{"requests": ["g"], "opaque": gpu_config()}])
     r = allocate([c], inv, NodeUsage(), classes(), now=NOW)
     results = r.allocations[0]["devices"]["results"]

@@ -135,3 +135,17 @@ def test_blocking_get_wakes_on_add_and_shutdown() -> None:
 def test_bad_backoff_rejected(initial: float, maximum: float) -> None:
     with pytest.raises(ValueError, match="backoff"):
         Backoff(initial, maximum)
+
+
+def test_deaf_parked_key_ignores_cluster_events_but_not_its_own() -> None:
+    q, clock = make(max_park=30.0)
+    q.park("waiting-for-claim", wake_on_change=False)
+    q.park("unschedulable")
+    assert q.cluster_changed() == 1
+    clock.now += 1.0
+    assert drain(q) == ["unschedulable"]
+    q.add("waiting-for-claim")  # its claim appeared
+    assert drain(q) == ["waiting-for-claim"]
+    q.park("again", wake_on_change=False)
+    clock.now += 30.0
+    assert drain(q) == ["again"]  # max_park still applies

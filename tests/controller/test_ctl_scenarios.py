@@ -185,3 +185,33 @@ def test_release_when_pod_deleted(server, api: Api) -> None:
                      10, "claim released")
         assert not c["status"].get("reservedFor")
         assert bound(api, "second") == "n1"
+
+
+def test_pod_without_claims_and_cordoned_or_tainted_nodes(server, api: Api) -> None:
+    cordoned = node("cordoned")
+    cordoned["spec"]["unschedulable"] = True
+    api.create(cordoned)
+    api.create(node("tainted", taints=[{"key": "gpu", "value": "reserved", "effect": "NoSchedule"}]))
+    api.create(node("open", cpu="2"))
+    api.create(pod("plain", cpu="1"))
+    api.create(pod("tolerant", cpu="4", tolerations=[{"key": "gpu", "operator": "Equal", "value": "reserved",
+                                                     "effect": "NoSchedule"}]))
+    api.create(pod("too-big", cpu="8"))
+    with controller(server):
+        assert bound(api, "plain") == "open"
+        assert bound(api, "tolerant") == "tainted"
+        cond = wait_for(lambda: next((c for c in (api.pod("too-big").get("status") or {}).get("conditions") or []
+                                      if c["type"] == "PodScheduled"), None), 10, "too-big reported")
+    assert "insufficient cpu" in cond["message"] and "unschedulable" in cond["message"]
+
+
+def test_other_schedulers_pods_are_left_alone(server, api: Api) -> None:
+    api.create(node("n1"))
+    api.create(resource_slice("n1", gpu_devices("n1", 1)))
+    api.create(claim("c", claim_spec()))
+    api.create(pod("theirs", {"gpu": "c"}, scheduler="default-scheduler"))
+    api.create(pod("ours"))
+    with controller(server):
+        bound(api, "ours")
+    assert not api.pod("theirs")["spec"].get("nodeName")
+    assert not (api.claim("c").get("status") or {}).get("allocation")

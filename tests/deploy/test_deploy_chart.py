@@ -134,6 +134,12 @@ def test_packing_config_is_accepted_by_the_controller(rendered: tuple[str, list[
         assert parsed.strategy == expected
 
 
+@pytest.mark.parametrize("values,layout", [({}, "1.35"), ({"plugin": {"sliceLayout": "1.34"}}, "1.34")])
+def test_slice_layout_follows_the_cluster_unless_set(values: dict[str, Any], layout: str) -> None:
+    (ds,) = of_kind(render(values), "DaemonSet")
+    assert _flag(_args(ds), "slice-layout") == layout
+
+
 def test_config_changes_roll_the_pods() -> None:
     def checksums(values: dict[str, Any]) -> dict[str, str]:
         return {

@@ -3,7 +3,13 @@ group per sharing mode, a renamed driver beside NVIDIA's, and minimal installs."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+# The values e2e/run.sh installs on kind: rendered and validated like the others.
+KIND_E2E: dict[str, Any] = yaml.safe_load((Path(__file__).resolve().parents[2] / "e2e" / "values-kind.yaml").read_text())
 
 EVERY_MODE: dict[str, Any] = {
     "nvml": "mock:a100-80gb-x8",
@@ -74,4 +80,5 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "minimal": MINIMAL,
     "plugin-only": PLUGIN_ONLY,
     "controller-only": CONTROLLER_ONLY,
+    "kind-e2e": KIND_E2E,
 }

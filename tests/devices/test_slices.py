@@ -59,8 +59,11 @@ def test_empty_node_publishes_one_empty_slice():
 
 def test_bad_arguments():
     inv = inventory("t4-x2.yaml", {"mode": "whole"})
-    with pytest.raises(ValueError, match="layout: expected one of 1.34, 1.35"):
+    with pytest.raises(ValueError, match="layout: resource.k8s.io/v1 needs Kubernetes 1.34 or later"):
         build_slices(inv, "n", layout="1.33")
+    with pytest.raises(ValueError, match="layout: expected a Kubernetes version"):
+        build_slices(inv, "n", layout="latest")
+    assert build_slices(inv, "n", layout="v1.37.1") == build_slices(inv, "n", layout="1.35")
     with pytest.raises(ValueError, match="generation"):
         build_slices(inv, "n", generation=-1)
 

@@ -426,7 +426,6 @@ def test_concurrent_writers_never_lose_an_update(api: ApiServer, kube: client.Ap
 
     core = client.CoreV1Api(kube)
     core.create_namespaced_config_map("default", {"metadata": {"name": "counter"}, "data": {"n": "0"}})
-    conflicts = []
 
     def writer() -> None:
         own = kconfig.new_client_from_config(str(api.kubeconfig_path))
@@ -440,7 +439,6 @@ def test_concurrent_writers_never_lose_an_update(api: ApiServer, kube: client.Ap
                     break
                 except ApiException as exc:
                     assert exc.status == 409
-                    conflicts.append(1)
         own.close()
 
     threads = [threading.Thread(target=writer) for _ in range(4)]

@@ -82,7 +82,7 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    with LocalCluster(parse_cluster(SMALL), workdir=tmp_path, plugin_factory=None) as cluster:
+    with LocalCluster(parse_cluster(SMALL), workdir=tmp_path, plugin_factory=None, lease_renew_s=0.2) as cluster:
         e = Env(cluster)
         e.dra.create_namespaced_resource_claim_template("default", TEMPLATE, _preload_content=False)
         yield e
@@ -95,8 +95,12 @@ def test_nodes_are_registered_with_capacity_and_leases(env: Env) -> None:
     assert a.status.capacity == {"cpu": "16", "memory": "64Gi", "pods": "110"}
     assert a.metadata.labels["kubernetes.io/hostname"] == "node-a" and a.metadata.labels["zone"] == "a"
     assert [(c.type, c.status) for c in a.status.conditions] == [("Ready", "True")]
-    leases = client.CoordinationV1Api(env.cluster.api_client()).list_namespaced_lease("kube-node-lease").items
+    coordination = client.CoordinationV1Api(env.cluster.api_client())
+    leases = coordination.list_namespaced_lease("kube-node-lease").items
     assert sorted(lease.spec.holder_identity for lease in leases) == ["node-a", "node-b"]
+    first = leases[0].metadata.resource_version
+    wait_for(lambda: coordination.read_namespaced_lease(leases[0].metadata.name, "kube-node-lease").metadata.resource_version
+             != first, what="lease renewed")
 
 
 def test_claims_are_generated_from_templates(env: Env) -> None:
@@ -135,6 +139,19 @@ def test_pod_runs_then_its_claim_is_released_and_deleted(env: Env) -> None:
     wait_for(lambda: not env.dra.list_namespaced_resource_claim("default").items, what="generated claim deleted")
     with pytest.raises(ApiException):
         env.dra.read_namespaced_resource_claim(claim, "default")
+
+
+def test_pod_with_run_seconds_succeeds_and_its_claim_is_deleted(env: Env) -> None:
+    body = _pod("batch")
+    body["metadata"]["annotations"] = {"local.gpu-dra.io/run-seconds": "0.2"}
+    env.core.create_namespaced_pod("default", body)
+    env.schedule("batch")
+    wait_for(lambda: env.phase("batch") == "Succeeded", what="pod Succeeded")
+    state = env.core.read_namespaced_pod("batch", "default").status.container_statuses[0].state
+    assert state.terminated.exit_code == 0 and state.terminated.reason == "Completed"
+    # the pod still exists, but its generated claim is released and deleted (FACTS 7)
+    wait_for(lambda: not env.dra.list_namespaced_resource_claim("default").items, what="claim of a finished pod deleted")
+    assert env.phase("batch") == "Succeeded"
 
 
 def test_finished_pod_releases_a_shared_claim(env: Env) -> None:
@@ -207,3 +224,34 @@ def test_kubelet_reports_plugin_errors(plugin_env: Env) -> None:
     waiting = env.core.read_namespaced_pod("bad", "default").status.container_statuses[0].state.waiting
     assert waiting.reason == "ContainerCreating"
     assert env.phase("bad") == "Pending"
+
+
+def test_deployment_creates_scales_and_deletes_pods(env: Env) -> None:
+    apps = client.AppsV1Api(env.cluster.api_client())
+    labels = {"app": "infer"}
+    apps.create_namespaced_deployment("default", {
+        "metadata": {"name": "infer"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "main", "image": "cuda:12"}]}}}})
+
+    def pods() -> list[Any]:
+        return [p for p in env.core.list_namespaced_pod("default", label_selector="app=infer").items
+                if not p.metadata.deletion_timestamp]
+
+    made = wait_for(lambda: pods() if len(pods()) == 2 else None, what="two replicas")
+    rs_name = made[0].metadata.owner_references[0].name
+    assert rs_name.startswith("infer-") and made[0].metadata.labels["pod-template-hash"] in rs_name
+    for pod in made:
+        env.core.create_namespaced_pod_binding(pod.metadata.name, "default", {
+            "metadata": {"name": pod.metadata.name}, "target": {"name": "node-b"}}, _preload_content=False)
+    wait_for(lambda: (apps.read_namespaced_deployment("infer", "default").status.available_replicas or 0) == 2,
+             what="deployment available")
+    apps.patch_namespaced_deployment("infer", "default", {"spec": {"replicas": 1}})
+    wait_for(lambda: len(pods()) == 1, what="scaled down to one pod")
+    with pytest.raises(ApiException) as err:
+        apps.patch_namespaced_deployment("infer", "default", {"spec": {"template": {"metadata": {"labels": {"app": "x"}}}}})
+    assert err.value.status == 422 and "spec.template.metadata.labels" in err.value.body
+    apps.delete_namespaced_deployment("infer", "default")
+    wait_for(lambda: not env.core.list_namespaced_pod("default").items, timeout=20, what="pods collected")
+    assert apps.list_namespaced_replica_set("default").items == []

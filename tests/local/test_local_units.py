@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from driver.local import patch, selectors, validation
+from driver.local import patch, selectors, table, validation
 from driver.local.clusterfile import ClusterFileError, load_cluster, parse_cluster
 from driver.local.errors import ApiError
 
@@ -116,3 +116,16 @@ def test_cluster_file_read_errors(tmp_path) -> None:
     broken.write_text("nodes: [")
     with pytest.raises(ClusterFileError, match="not valid YAML"):
         load_cluster(broken)
+
+
+def test_human_duration_matches_kubectl() -> None:
+    cases = {5: "5s", 119: "119s", 150: "2m30s", 600: "10m", 7500: "125m", 4 * 3600 + 600: "4h10m",
+             30 * 3600: "30h", 3 * 86400 + 4 * 3600: "3d4h", 120 * 86400: "120d", 3 * 365 * 86400: "3y"}
+    assert {s: table.human_duration(s) for s in cases} == cases
+
+
+def test_claim_state_column() -> None:
+    claim = {"metadata": {"name": "c"}, "status": {"allocation": {}, "reservedFor": [{"uid": "u"}]}}
+    assert table.row("resource.k8s.io/resourceclaims", claim)["cells"][:2] == ["c", "pending,reserved"]
+    claim["status"]["allocation"] = {"devices": {}}
+    assert table.row("resource.k8s.io/resourceclaims", claim)["cells"][1] == "allocated,reserved"

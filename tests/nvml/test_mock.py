@@ -13,7 +13,7 @@ from driver.nvml.mock import NODE_DIR, MockNvml, load_node, parse_node
 
 GPU_UUID = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MIG_UUID = re.compile(r"^MIG-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-BUS_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:00\.0$")
+BUS_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.0$")
 
 
 def started(spec: str, node: str = "node-a") -> MockNvml:
@@ -222,3 +222,23 @@ def test_corrupt_state_file_names_the_entry(tmp_path):
     b.init()
     b.set_mig_mode(0, True)
     assert (tmp_path / "fresh.json").exists()
+
+
+def test_events_after_restart_and_bad_injection_targets():
+    b = started("mock:l4-x4")
+    b.shutdown()
+    b.init()
+    b.inject_xid(1, 31)
+    event = b.wait_event(1.0)  # the XID, not the stale wake-up marker of the shutdown
+    assert event is not None and event.xid == 31
+    with pytest.raises(ValueError, match="GPU index 9: the mock node has GPUs 0..3"):
+        b.inject_xid(9, 79)
+    with pytest.raises(ValueError, match="GPU index -1"):
+        b.lose_gpu(-1)
+
+
+def test_bus_ids_stay_unique_past_the_models_bus_list():
+    b = MockNvml(parse_node({"profile": "T4", "gpuCount": 20}), "big")
+    b.init()
+    ids = [b.gpu(i).pci_bus_id for i in range(20)]
+    assert len(set(ids)) == 20 and all(BUS_ID.match(x) for x in ids)

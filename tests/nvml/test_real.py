@@ -41,6 +41,7 @@ class FakeNvml:
         self.events: list = []
         self.lost: set[int] = set()
         self.destroyed: list[int] = []
+        self.registered = 0
 
     # system
     def nvmlInit(self): pass
@@ -169,9 +170,14 @@ class FakeNvml:
 
     # events
     def nvmlEventSetCreate(self): return object()
+    def nvmlDeviceGetSupportedEventTypes(self, h):
+        # GPU 0 reports XIDs and "GPU unavailable"; GPU 1 neither
+        return 0 if self._gpu(h) == 1 else (pynvml.nvmlEventTypeXidCriticalError | pynvml.nvmlEventTypeGpuUnavailableError
+                                             | pynvml.nvmlEventTypePState)
+
     def nvmlDeviceRegisterEvents(self, h, types, es):
-        if self._gpu(h) == 1:
-            raise err(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        assert self._gpu(h) == 0 and types == pynvml.nvmlEventTypeXidCriticalError | pynvml.nvmlEventTypeGpuUnavailableError
+        self.registered = types
     def nvmlEventSetFree(self, es): pass
     def nvmlEventSetWait_v2(self, es, ms):
         if not self.events:
@@ -243,10 +249,14 @@ def test_events(nv):
     fake.events.append(data)
     event = real.wait_event(1.0)
     assert (event.kind, event.index, event.xid, event.mig_uuid) == ("xid", 0, 79, None)
+    assert fake.registered == pynvml.nvmlEventTypeXidCriticalError | pynvml.nvmlEventTypeGpuUnavailableError
     inst = real.create_mig_instance(0, "1g.10gb", 0)
     fake.events.append(SimpleNamespace(device=fake.gpus[0], eventType=8, eventData=43, gpuInstanceId=inst.gi_id,
                                        computeInstanceId=0))
     assert real.wait_event(1.0).mig_uuid == inst.uuid
+    fake.events.append(SimpleNamespace(device=fake.gpus[0], eventType=pynvml.nvmlEventTypeGpuUnavailableError,
+                                       eventData=0, gpuInstanceId=0xFFFFFFFF, computeInstanceId=0))
+    assert real.wait_event(1.0).kind == "gpu-lost"
     fake.lost.add(0)
     fake.events.append(err(pynvml.NVML_ERROR_GPU_IS_LOST))
     lost = real.wait_event(1.0)

@@ -397,3 +397,23 @@ def test_claim_status_written_by_api_is_read_raw(node: Any) -> None:
     got = node.kube.request("GET", f"{DRA_PATH}/namespaces/default/resourceclaims/raw")
     assert got["status"]["allocation"]["devices"]["results"][0]["device"] == "gpu-0"
     assert node.kubelet.prepare([claim]).claims[uid(claim)].error == ""
+
+
+def test_mock_node_simulates_nvidia_tools(start_node: Callable[..., Any]) -> None:
+    """Without tool paths a mock-NVML node (local cluster, kind) logs the commands and runs none."""
+    node = start_node(CONFIG, nvml=NVML, nvidia_smi=None, mps_control=None)
+    cfg = {"apiVersion": API, "kind": "GpuConfig", "sharing": {"strategy": "MPS"}}
+    claim = create_claim(node.kube, "sim", [result("gpu-0")], [opaque(cfg)])
+    assert node.kubelet.prepare([claim]).claims[uid(claim)].error == ""
+    assert node.log("nvidia-smi.log") == [] and node.log("mps.log") == []
+    mounts = read_spec(node, uid(claim))["devices"][0]["containerEdits"]["mounts"]
+    assert all(Path(m["hostPath"]).is_dir() for m in mounts)  # the runtime can still bind them
+    assert node.kubelet.unprepare([claim]).claims[uid(claim)].error == ""
+    assert not (node.state_dir / "mps" / uid(claim)).exists()
+
+
+def test_socket_path_too_long_is_a_clear_error(tmp_path: Path) -> None:
+    from driver.plugin.server import prepare_socket_path
+
+    with pytest.raises(ValueError, match=r"at most 107 bytes, this one has 1\d\d; choose a shorter"):
+        prepare_socket_path("/tmp/" + "d" * 100 + "/dra.sock")

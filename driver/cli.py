@@ -18,6 +18,7 @@ from driver import __version__, log
 COMMAND_MODULES = (
     "driver.devices.commands",  # discover
     "driver.plugin.commands",  # kubelet-plugin
+    "driver.allocator.commands",  # allocate (offline dry run)
     "driver.controller.commands",  # controller, status, demo
     "driver.local.commands",  # local up
     "driver.sim.commands",  # bench trace, simulate

@@ -18,9 +18,10 @@ import copy
 import hashlib
 import uuid
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
-from driver.allocator.inventory import DeviceKey, DeviceView, NodeInventory, node_selector_matches
+from driver.allocator.inventory import UNIT, DeviceKey, DeviceView, NodeInventory, node_selector_matches
 from driver.allocator.request import ClaimError, ClaimSpec, PreparedClaims, RequestSpec, prepare
 from driver.allocator.search import AttemptState, DeviceChooser, SearchAbort, matching_devices, search
 from driver.allocator.usage import NodeUsage, Pick
@@ -116,7 +117,8 @@ def _finish(claims: list[ClaimSpec], picked: list[list[tuple]], st: AttemptState
                     use = st.usage.shared.get(d.key)
                     taken = share_taken[d.key] = set(use.share_ids) if use else set()
                 sid = _share_id(claim, spec.name, d, taken)
-            plist.append(Pick(d, spec.name, spec.admin, sid, dict(consumed[0]) if d.allow_multiple else None))
+            plist.append(Pick(d, spec.name, spec.admin, sid,
+                              {qn: Fraction(u, UNIT) for qn, u in consumed} if d.allow_multiple else None))
         chosen: list[RequestSpec] = []
         for spec, _, _ in picks:
             if not chosen or chosen[-1] is not spec:
@@ -272,7 +274,15 @@ def quick_reject(claims: PreparedClaims | Sequence[Mapping[str, Any]], inventory
     if isinstance(prep, AllocationFailure):
         return None
     st = AttemptState(inventory, usage)
-    pooled: dict[tuple, list[int]] = {}  # kind of request -> [devices needed, free exclusive devices]
+    # Requests for the same kind of exclusive devices, and how many devices they need together.
+    together: dict[tuple, int] = {}
+    for claim in prep.claims:
+        for group in claim.groups:
+            spec = group.alternatives[0]
+            if len(group.alternatives) == 1 and spec.mode == "ExactCount" and not spec.admin:
+                kind = (spec.key, spec.capacity_key, spec.tolerations)
+                together[kind] = together.get(kind, 0) + spec.count
+    checked: set[tuple] = set()
     for claim in prep.claims:
         for group in claim.groups:
             for spec in group.alternatives:
@@ -281,25 +291,27 @@ def quick_reject(claims: PreparedClaims | Sequence[Mapping[str, Any]], inventory
                     return None
                 if spec.mode == "All" and not cand:
                     continue
+                kind = (spec.key, spec.capacity_key, spec.tolerations)
                 need = len(cand) if spec.mode == "All" else spec.count
-                exclusive = len(group.alternatives) == 1 and spec.mode == "ExactCount" and not spec.admin
+                pooled = len(group.alternatives) == 1 and spec.mode == "ExactCount" and not spec.admin
+                if pooled and kind in checked:
+                    break
+                target = max(need, together.get(kind, 0)) if pooled else need
                 free = 0
                 for d in cand:
                     if d.allow_multiple:
-                        exclusive = False
+                        target = need  # shared devices can serve several requests: no pooling
                     if st.fits(d, spec) is not None:
                         free += 1
-                        if free >= need and not exclusive:
+                        if free >= target:
                             break
                 if free < need:
                     continue
-                if exclusive:
-                    kind = (spec.key, spec.capacity_key, spec.tolerations)
-                    entry = pooled.setdefault(kind, [0, free])
-                    entry[0] += need
-                    if entry[0] > entry[1]:
-                        return (f"requests for {spec.class_name!r} devices need {entry[0]} between them, "
-                                f"{entry[1]} free on node {inventory.node}")
+                if pooled:
+                    if free < target:
+                        return (f"requests for {spec.class_name!r} devices need {target} between them, "
+                                f"{free} free on node {inventory.node}")
+                    checked.add(kind)
                 break
             else:
                 return (f"claim {claim.label} request {group.name}: "

@@ -14,83 +14,82 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Mapping
 
-from driver.allocator.inventory import DeviceView, RequestPolicy, to_units
+from driver.allocator.inventory import UNIT, DeviceView, RequestPolicy, to_units
 
 
-def _round(amount: Fraction, policy: RequestPolicy | None) -> Fraction | None:
+def _round(amount: int, policy: RequestPolicy | None) -> int | None:
+    """A requested amount (nano-units) adjusted by the device's policy (in nano-units), or None
+    when the policy cannot serve it."""
     if policy is None:
         return amount
     if policy.valid_values:
         for v in policy.valid_values:
             if v >= amount:
-                return v
+                return v  # type: ignore[return-value]
         return None
     if policy.min is not None:
-        if amount < policy.min:
-            amount = policy.min
+        lo = policy.min
+        if amount < lo:  # type: ignore[operator]
+            amount = lo  # type: ignore[assignment]
         elif policy.step:
-            steps = -((policy.min - amount) // policy.step)  # ceil((amount - min) / step)
-            amount = policy.min + steps * policy.step
-        if policy.max is not None and amount > policy.max:
+            steps = -((lo - amount) // policy.step)  # type: ignore[operator]  # ceil((amount - min) / step)
+            amount = lo + steps * policy.step  # type: ignore[operator]
+        if policy.max is not None and amount > policy.max:  # type: ignore[operator]
             return None
     return amount
 
 
-def requested_on(device: DeviceView, requests: Mapping[str, Fraction]) -> dict[str, Fraction] | None:
-    """The claim's capacity requests keyed by the device's qualified names, or None if the device
-    lacks one of them. Bare request names ("*/memory") take the device driver's domain."""
-    out = {}
+def _resolve(device: DeviceView, key: str) -> str:
+    return f"{device.driver}/{key[2:]}" if key.startswith("*/") else key
+
+
+def consumed_units(device: DeviceView, requests: Mapping[str, int]) -> tuple[tuple[str, int], ...] | None:
+    """What one allocation on `device` consumes, as ((qualified capacity name, nano-units), ...),
+    or None when the device cannot serve the request (a capacity it lacks, an amount outside the
+    policy or above the device's capacity). Ordinary devices consume nothing: ()."""
+    caps = device.cap_units
+    asked = {}
     for key, amount in requests.items():
-        qn = f"{device.driver}/{key[2:]}" if key.startswith("*/") else key
-        if device.capacity_value(qn) is None:
+        qn = _resolve(device, key)
+        total = caps.get(qn)
+        if total is None or (not device.allow_multiple and amount > total):
             return None
-        out[qn] = amount
-    return out
+        asked[qn] = amount
+    if not device.allow_multiple:
+        return ()
+    out = []
+    for qn, total in caps.items():
+        policy = device.policy_units.get(qn)
+        if qn in asked:
+            amount = _round(asked[qn], policy)
+            if amount is None:
+                return None
+        elif policy is not None and policy.default is not None:
+            amount = policy.default  # type: ignore[assignment]
+        else:
+            amount = total
+        if amount > total:
+            return None
+        out.append((qn, amount))
+    return tuple(out)
 
 
 def consumed_capacity(device: DeviceView, requests: Mapping[str, Fraction]) -> dict[str, Fraction] | None:
-    """What one allocation on `device` consumes per qualified capacity name, or None when the
-    device cannot serve the request (missing capacity, amount outside the policy or the device).
-    For an ordinary device the result is empty (nothing is shared) when it is big enough."""
-    asked = requested_on(device, requests)
-    if asked is None:
-        return None
-    if not device.allow_multiple:
-        for qn, amount in asked.items():
-            if amount > device.capacity_value(qn):  # type: ignore[operator]
-                return None
-        return {}
-    out: dict[str, Fraction] = {}
-    for domain, ids in device.capacity.items():
-        for ident, total in ids.items():
-            qn = f"{domain}/{ident}"
-            policy = device.policies.get(qn)
-            if qn in asked:
-                amount = _round(asked[qn], policy)
-                if amount is None:
-                    return None
-            elif policy is not None and policy.default is not None:
-                amount = policy.default
-            else:
-                amount = total
-            if amount > total:
-                return None
-            out[qn] = amount
-    return out
+    """`consumed_units` in exact quantities: {qualified capacity name: amount}, or None.
+
+    `requests` is keyed like `RequestSpec.capacity_requests` (qualified names, or "*/name" for a
+    bare name that belongs to the device's driver)."""
+    units = consumed_units(device, {k: to_units(v) for k, v in requests.items()})
+    return None if units is None else {qn: Fraction(u, UNIT) for qn, u in units}
 
 
 _MISS = object()
 
 
-def consumption(device: DeviceView, requests: Mapping[str, Fraction],
-                key: tuple | None = None) -> tuple[dict[str, Fraction], tuple[tuple[str, int], ...]] | None:
-    """`consumed_capacity` plus the same amounts in nano-units, memoised on the device per request
-    shape (`key`, e.g. `RequestSpec.capacity_key`): the search asks this for every candidate."""
-    if key is None:
-        key = tuple(sorted(requests.items()))
+def consumption(device: DeviceView, requests: Mapping[str, int], key: tuple) -> tuple[tuple[str, int], ...] | None:
+    """`consumed_units` memoised on the device per request shape (`RequestSpec.capacity_key`):
+    the search asks this for every candidate of every attempt."""
     hit = device.consume_cache.get(key, _MISS)
     if hit is _MISS:
-        amounts = consumed_capacity(device, requests)
-        hit = None if amounts is None else (amounts, tuple((qn, to_units(v)) for qn, v in amounts.items()))
-        device.consume_cache[key] = hit
+        hit = device.consume_cache[key] = consumed_units(device, requests)
     return hit  # type: ignore[return-value]

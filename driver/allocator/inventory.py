@@ -55,6 +55,13 @@ class RequestPolicy:
     max: Fraction | None = None
     step: Fraction | None = None
 
+    def in_units(self) -> RequestPolicy:
+        """The same policy in nano-units (ints), for the allocator's inner loop."""
+        def u(v: Fraction | None) -> int | None:
+            return None if v is None else to_units(v)
+        return RequestPolicy(u(self.default), tuple(to_units(v) for v in self.valid_values),  # type: ignore[arg-type]
+                             u(self.min), u(self.max), u(self.step))  # type: ignore[arg-type]
+
 
 @dataclass(slots=True, eq=False)
 class DeviceView:
@@ -81,6 +88,7 @@ class DeviceView:
     all_nodes: bool = False
     key: DeviceKey = ("", "", "")
     cap_units: dict[str, int] = field(default_factory=dict)  # qualified name -> nano-units
+    policy_units: dict[str, RequestPolicy] = field(default_factory=dict)  # `policies` in nano-units
     consumes_units: tuple[tuple[CounterSetKey, tuple[tuple[str, int], ...]], ...] = ()
     # Per-device memo of what a request shape consumes here (capacity.py).
     consume_cache: dict[Any, Any] = field(default_factory=dict)
@@ -91,6 +99,7 @@ class DeviceView:
     def __post_init__(self) -> None:
         self.key = (self.driver, self.pool, self.name)
         self.cap_units = {f"{dom}/{k}": to_units(v) for dom, ids in self.capacity.items() for k, v in ids.items()}
+        self.policy_units = {qn: p.in_units() for qn, p in self.policies.items()}
         self.consumes_units = tuple((cset, tuple((n, to_units(a)) for n, a in amounts.items()))
                                     for cset, amounts in self.consumes)
 
@@ -268,13 +277,24 @@ def _complete_pools(slices: Iterable[Mapping[str, Any]],
                     skipped: dict[str, list[str]]) -> dict[tuple[str, str], _Pool]:
     pools: dict[tuple[str, str], _Pool] = {}
     for s in slices:
-        spec = s.get("spec") or {}
-        pool = spec.get("pool") or {}
-        key = (spec.get("driver", ""), pool.get("name", ""))
-        gen = int(pool.get("generation", 0))
+        name = (s.get("metadata") or {}).get("name", "?") if isinstance(s, dict) else "?"
+        spec = s.get("spec") if isinstance(s, dict) else None
+        if not isinstance(spec, dict):
+            raise SliceError(f"slice {name} spec: expected an object")
+        pool = spec.get("pool")
+        if not isinstance(spec.get("driver"), str) or not spec["driver"]:
+            raise SliceError(f"slice {name} spec.driver: expected a driver name")
+        if not isinstance(pool, dict) or not isinstance(pool.get("name"), str) or not pool["name"]:
+            raise SliceError(f"slice {name} spec.pool.name: expected a pool name")
+        gen, count = pool.get("generation", 0), pool.get("resourceSliceCount", 1)
+        if isinstance(gen, bool) or not isinstance(gen, int) or gen < 0:
+            raise SliceError(f"slice {name} spec.pool.generation: expected an integer >= 0, got {gen!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise SliceError(f"slice {name} spec.pool.resourceSliceCount: expected an integer >= 1, got {count!r}")
+        key = (spec["driver"], pool["name"])
         current = pools.get(key)
         if current is None or gen > current.generation:
-            pools[key] = _Pool(gen, int(pool.get("resourceSliceCount", 1)), [s])
+            pools[key] = _Pool(gen, count, [s])
         elif gen == current.generation:
             current.slices.append(s)
     complete = {}
@@ -362,7 +382,9 @@ def build_inventories(slices: Iterable[Mapping[str, Any]],
             spec = s["spec"]
             sname = (s.get("metadata") or {}).get("name", "?")
             for i, cs in enumerate(spec.get("sharedCounters") or []):
-                counter_sets[(driver, pool_name, cs.get("name", ""))] = {
+                if not isinstance(cs, dict) or not isinstance(cs.get("name"), str) or not cs["name"]:
+                    raise SliceError(f"slice {sname} sharedCounters[{i}].name: expected a counter set name")
+                counter_sets[(driver, pool_name, cs["name"])] = {
                     c: _quantity((v or {}).get("value"), f"slice {sname} sharedCounters[{i}].counters[{c}].value")
                     for c, v in (cs.get("counters") or {}).items()
                 }

@@ -9,10 +9,11 @@ expression, malformed field), so it is reported as a permanent failure naming th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
-from driver.allocator.inventory import DeviceView, Taint
+from driver.allocator.inventory import DeviceView, Taint, to_units
 from driver.dra.cel import CelError, Selector, compile_selector
 from driver.dra.quantity import QuantityError, parse_quantity
 
@@ -59,6 +60,7 @@ class RequestSpec:
     class_configs: list[dict[str, Any]]
     key: tuple[str, ...] = ()  # selector expressions: the cache key for matching devices
     capacity_key: tuple = ()  # capacity requests, hashable: the cache key for consumption
+    capacity_units: dict[str, int] = field(default_factory=dict)  # capacity_requests in nano-units
     admin_set: bool = False  # adminAccess written in the request (then results carry it, even false)
 
     def tolerates(self, device: DeviceView) -> bool:
@@ -106,6 +108,12 @@ class PreparedClaims:
     """The pod's unallocated claims, parsed; pass this to allocate/quick_reject for every node."""
 
     claims: list[ClaimSpec] = field(default_factory=list)
+
+
+@lru_cache(maxsize=4096)
+def _quantity(text: str) -> Fraction:
+    # A scheduler parses every pod's claims; their amounts repeat ("250m", "10Gi").
+    return parse_quantity(text)
 
 
 def _compile(expr: Any, where: str) -> Selector:
@@ -176,9 +184,13 @@ def _spec(raw: Mapping[str, Any], name: str, parent: str, classes: Mapping[str, 
         # "*/name" is resolved per device (capacity.requested_on).
         key = cap_name if "/" in cap_name else f"*/{cap_name}"
         try:
-            caps[key] = parse_quantity(value, f"{where}.capacity.requests[{cap_name}]")
-        except QuantityError as exc:
-            raise ClaimError(str(exc)) from None
+            caps[key] = _quantity(value) if isinstance(value, str) else parse_quantity(value)
+        except QuantityError:
+            try:
+                parse_quantity(value, f"{where}.capacity.requests[{cap_name}]")
+            except QuantityError as exc:
+                raise ClaimError(str(exc)) from None
+            raise
     configs = [dict(c) for c in (cspec.get("config") or [])]
     return RequestSpec(
         name=name, parent=parent, class_name=class_name, selectors=tuple(selectors), mode=mode,
@@ -186,6 +198,7 @@ def _spec(raw: Mapping[str, Any], name: str, parent: str, classes: Mapping[str, 
         tolerations=tolerations, raw_tolerations=raw_tol, capacity_requests=caps,
         class_configs=configs, key=tuple(s.expression for s in selectors),
         capacity_key=tuple(sorted(caps.items())), admin_set=raw.get("adminAccess") is not None,
+        capacity_units={k: to_units(v) for k, v in caps.items()},
     )
 
 

@@ -30,6 +30,11 @@ STRATEGIES = ("fragmentation", "fgd", "binpack", "spread")
 ANNOTATION = "gpu-dra.nvidia.com/scheduling-strategy"
 RUNAI_ANNOTATION = "scheduling.run.ai/scheduling-strategy"
 RESOURCES = ("gpu", "cpu", "memory")
+# `fragmentation`: fragment gradients closer than this (milli-GPU of expected fragment) are a tie,
+# decided by binpacking. Measured on the Alibaba trace (seeds 42, 43, default pod list): exact
+# ties 94.93 %, 10 → 95.03, 30 → 95.10, 100 → 95.18 / 95.11, 300 → 95.30 / 95.33, 1000 → 95.17
+# allocated at 130 % arrived; plain FGD with first-node ties 92.5.
+TIE_TOLERANCE = 300.0
 
 
 class ConfigError(ValueError):
@@ -215,6 +220,14 @@ class Workload:
             return True
         return False
 
+    def set_targets(self, targets: list[tuple[Shape, float]]) -> None:
+        """Use a known target workload (a prior, or a test) until the next refresh."""
+        for i, (shape, p) in enumerate(targets):
+            if not isinstance(shape, Shape) or p < 0:
+                raise ConfigError(f"targets[{i}]: expected (Shape, popularity >= 0)")
+        self.targets = tuple(targets)
+        self.epoch += 1
+
     def _refresh(self) -> None:
         ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], repr(kv[0])))
         keep, covered = [], 0
@@ -253,9 +266,6 @@ class Scorer:
         self._t = (t.get("gpu", 1.0), t.get("cpu", 1.0), t.get("memory", 1.0))
 
     def observe(self, shape: Shape) -> None:
-        import os
-        if os.environ.get("NOMEM"):
-            shape = Shape(shape.cpu, 0, shape.requests)
         if self.workload.observe(shape):
             self._stats.clear()
             self._feas.clear()
@@ -265,6 +275,14 @@ class Scorer:
     @property
     def epoch(self) -> int:
         return self.workload.epoch
+
+    def set_targets(self, targets: list[tuple[Shape, float]]) -> None:
+        """Replace FGD's target workload (see Workload.set_targets); cached fragments are dropped."""
+        self.workload.set_targets(targets)
+        self._stats.clear()
+        self._feas.clear()
+        self._frag.clear()
+        self._parts_cache.clear()
 
     def cache_key(self, strategy: str, shape: Shape) -> tuple:
         """Key for caching an evaluation with a node state: includes the workload epoch where it matters."""
@@ -477,16 +495,9 @@ class Scorer:
         delta = (self.fragment(node, after) if after_frag is None else after_frag) - before
         if strategy == "fgd":
             return (over, delta)
-        # fragmentation: FGD, ties broken towards fuller GPUs then fuller CPUs on the node
-        import os
-        v = os.environ.get("FRAG_TB", "a")
-        if v == "b":
-            return (over, round(delta, 6), -util[1], -util[0])
-        if v == "d":
-            return (over, round(delta / 10), -util[0], -util[1])
-        if v == "e":
-            return (over, round(delta, 6), -(util[0] + util[1]))
-        return (over, round(delta, 6), -util[0], -util[1])
+        # fragmentation: FGD with a tolerance — gradients within TIE_TOLERANCE count as equal and
+        # go to the node whose GPUs (then CPUs) are fuller, keeping emptier nodes whole.
+        return (over, round(delta / TIE_TOLERANCE), -util[0], -util[1])
 
     def device_order(self, strategy: str, node: NodeClass, free: Free, share: int, candidates: list[int]) -> list[int]:
         """Device indexes in the order the strategy prefers for one more `share` on this node."""

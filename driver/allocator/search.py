@@ -11,7 +11,6 @@ matchAttribute / distinctAttribute bookkeeping, and the recursion. Device order 
 from __future__ import annotations
 
 from bisect import bisect_left
-from fractions import Fraction
 from typing import Any, Protocol, Sequence
 
 from driver.allocator.capacity import consumption
@@ -29,7 +28,9 @@ class DeviceChooser(Protocol):
     `candidates` are the devices that match the request's selectors and are free enough right now
     (including this attempt's earlier picks). For shared devices, what the request would consume
     on a device is `consumed_capacity(device, request.capacity_requests)`. The search tries the
-    returned devices in order and backtracks through them when constraints demand it.
+    returned devices in order and backtracks through them when constraints demand it. It is
+    called once per request per attempt (again only when backtracking re-enters the request), and
+    not at all for allocationMode All, which takes every matching device anyway.
     """
 
     def order(self, request: RequestSpec, candidates: list[DeviceView], inventory: NodeInventory,
@@ -65,8 +66,8 @@ def matching_devices(spec: RequestSpec, inventory: NodeInventory) -> list[Device
     return result
 
 
-_FREE: tuple[dict[str, Fraction], tuple[tuple[str, int], ...]] = ({}, ())
-Consumption = tuple[dict[str, Fraction], tuple[tuple[str, int], ...]]
+Consumption = tuple[tuple[str, int], ...]  # ((qualified capacity name, nano-units), ...)
+_FREE: Consumption = ()
 
 
 class AttemptState:
@@ -91,7 +92,7 @@ class AttemptState:
         if d.taints and not spec.tolerates(d):
             return None
         if spec.capacity_key or d.allow_multiple:
-            consumed = consumption(d, spec.capacity_requests, spec.capacity_key)
+            consumed = consumption(d, spec.capacity_units, spec.capacity_key)
             if consumed is None:
                 return None
         else:
@@ -103,7 +104,7 @@ class AttemptState:
             used = self.usage.shared.get(key)
             extra = self.shared.get(key)
             caps = d.cap_units
-            for qn, amount in consumed[1]:
+            for qn, amount in consumed:
                 have = (used.units.get(qn, 0) if used else 0) + (extra.get(qn, 0) if extra else 0)
                 if have + amount > caps[qn]:
                     return None
@@ -136,7 +137,7 @@ class AttemptState:
         charge = True
         if d.allow_multiple:
             extra = self.shared.setdefault(key, {})
-            for qn, amount in consumed[1]:
+            for qn, amount in consumed:
                 extra[qn] = extra.get(qn, 0) + amount
             used = self.usage.shared.get(key)
             charge = not ((used and used.refs) or self.shared_refs.get(key))
@@ -153,7 +154,7 @@ class AttemptState:
         charge = True
         if d.allow_multiple:
             extra = self.shared[key]
-            for qn, amount in consumed[1]:
+            for qn, amount in consumed:
                 extra[qn] -= amount
             self.shared_refs[key] -= 1
             used = self.usage.shared.get(key)

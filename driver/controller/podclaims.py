@@ -14,9 +14,10 @@ import copy
 from collections.abc import Callable
 
 
-def resolve_claims(pod: dict, get_claim: Callable[[str], dict | None]) -> tuple[list[dict], str | None, bool]:
+def resolve_claims(pod: dict, get_claim: Callable[[str], dict | None],
+                   get_template: Callable[[str], dict | None] | None = None) -> tuple[list[dict], str | None, bool]:
     """The pod's ResourceClaims (via `get_claim("ns/name")`), or ([], why it must wait, whether that is
-    the user's to fix: a missing named claim is, a template claim not generated yet is not)."""
+    the user's to fix: a missing named claim or template is, a template claim not generated yet is not)."""
     meta = pod["metadata"]
     ns = meta.get("namespace", "")
     statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []}
@@ -28,6 +29,9 @@ def resolve_claims(pod: dict, get_claim: Callable[[str], dict | None]) -> tuple[
         elif pc.get("resourceClaimTemplateName"):
             st = statuses.get(pname)
             if st is None:
+                tkey = f"{ns}/{pc['resourceClaimTemplateName']}"
+                if get_template is not None and get_template(tkey) is None:
+                    return [], f"resourceclaimtemplate {tkey} not found", True
                 return [], f"waiting for the claim of {pname!r} to be created from its template", False
             name, from_template = st.get("resourceClaimName"), True
             if not name:

@@ -72,7 +72,8 @@ class Controller:
         self.slices = Informer(kube, k.SLICES)
         self.claims = Informer(kube, k.CLAIMS)
         self.classes = Informer(kube, k.CLASSES)
-        self.informers = [self.classes, self.nodes, self.slices, self.claims, self.pods]
+        self.templates = Informer(kube, k.TEMPLATES)
+        self.informers = [self.classes, self.templates, self.nodes, self.slices, self.claims, self.pods]
         self._pod_by_uid: dict[str, str] = {}
         self._awaiting: dict[str, set[str]] = {}  # claim key -> pods waiting for it to exist
         self._in_flight: set[str] = set()
@@ -88,6 +89,7 @@ class Controller:
         self.metrics.watch_shares(self._shares)
 
         self.classes.add_handler(self._on_class)
+        self.templates.add_handler(self._on_template)
         self.nodes.add_handler(self._on_node)
         self.slices.add_handler(self._on_slice)
         self.claims.add_handler(self._on_claim)
@@ -95,7 +97,9 @@ class Controller:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, lead: bool = True) -> None:
+        """Start watching; return once every cache is synced. Without leader election the controller
+        starts scheduling at once, unless `lead=False` (then call `lead()`: benchmarks time from there)."""
         for inf in self.informers:
             inf.start()
         if not wait_all_synced(self.informers, self.cfg.sync_timeout):
@@ -111,7 +115,8 @@ class Controller:
             t.start()
             self._threads.append(t)
         if self.cfg.leader is None:
-            self._started_leading()
+            if lead:
+                self._started_leading()
         else:
             self.elector = LeaderElector(self.kube, self.cfg.leader, self._started_leading, self._stopped_leading)
             self.elector.start()
@@ -133,6 +138,12 @@ class Controller:
             self.elector.stop(release=True)
         for inf in self.informers:
             inf.stop()
+
+    def lead(self) -> None:
+        """Start scheduling (no leader election configured and `start(lead=False)` was used)."""
+        if self.cfg.leader is not None:
+            raise RuntimeError("controller: lead() is for controllers without leader election")
+        self._started_leading()
 
     def is_leader(self) -> bool:
         return self._leading.is_set()
@@ -187,6 +198,13 @@ class Controller:
     def _on_class(self, event: str, old: dict | None, new: dict | None) -> None:
         self.view.on_class(event, old, new)
         self.queue.cluster_changed()
+
+    def _on_template(self, event: str, old: dict | None, new: dict | None) -> None:
+        if new is not None and event == "ADDED":
+            with self._lock:
+                waiting = self._awaiting.pop("template:" + k.key_of(new), set())
+            for key in waiting:
+                self.queue.add(key)
 
     def _on_node(self, event: str, old: dict | None, new: dict | None) -> None:
         self.view.on_node(event, old, new)
@@ -307,12 +325,17 @@ class Controller:
                 return  # its binder re-queues it if the writes fail
         started = time.monotonic()
         self._first_try.setdefault(key, started)
-        claims, why, user_error = resolve_claims(pod, self.claims.get)
+        claims, why, user_error = resolve_claims(pod, self.claims.get, self.templates.get)
         if why is not None:
             self.metrics.attempts.labels("waiting").inc()
             if user_error:
                 self._report(pod, why)
             arrived = False
+            if why.startswith("resourceclaimtemplate "):
+                tkey = why.split()[1]
+                with self._lock:
+                    self._awaiting.setdefault("template:" + tkey, set()).add(key)
+                arrived = self.templates.get(tkey) is not None
             for claim_key in self._claim_keys(pod):
                 if self.claims.get(claim_key) is not None:
                     continue
@@ -320,7 +343,7 @@ class Controller:
                     self._awaiting.setdefault(claim_key, set()).add(key)
                 # The claim may have arrived between the lookup and the registration.
                 arrived = arrived or self.claims.get(claim_key) is not None
-            if arrived and not user_error:
+            if arrived:
                 self.queue.retry_later(key)
             else:
                 self.queue.park(key, wake_on_change=False)  # the pod's or its claim's own event wakes it
@@ -354,7 +377,12 @@ class Controller:
         self.view.assume(pod, result.node, assumed)
         with self._lock:
             self._in_flight.add(uid)
-        self._binders.submit(self._bind, key, pod, result.node, claims, result.allocations, list(assumed), started)
+        try:
+            self._binders.submit(self._bind, key, pod, result.node, claims, result.allocations, list(assumed), started)
+        except RuntimeError:  # shutting down: undo the decision, the next leader makes it again
+            self.view.forget(pod, list(assumed))
+            with self._lock:
+                self._in_flight.discard(uid)
 
     def _bind(self, key: str, pod: dict, node: str, claims: list[dict], allocations: dict[str, dict],
               assumed_uids: list[str], started: float) -> None:
@@ -375,16 +403,18 @@ class Controller:
             status = getattr(exc, "status", 0)
             result = "conflict" if status == 409 else "error"
             logger.info("bind_failed", pod=key, node=node, error=str(exc), rolled_back=len(written))
-            self.writer.rollback(written, pod)
-            self.view.forget(pod, assumed_uids)
-            self.metrics.attempts.labels(result).inc()
-            self.metrics.latency.labels(result).observe(time.monotonic() - started)
-            with self._lock:
-                self._in_flight.discard(uid)
-            if isinstance(exc, WriteError) and exc.gone and "bind" in str(exc):
-                self.queue.forget(key)
-            else:
-                self.queue.retry_later(key)
+            try:
+                self.writer.rollback(written, pod)
+            finally:
+                self.view.forget(pod, assumed_uids)
+                with self._lock:
+                    self._in_flight.discard(uid)
+                self.metrics.attempts.labels(result).inc()
+                self.metrics.latency.labels(result).observe(time.monotonic() - started)
+                if isinstance(exc, WriteError) and exc.gone and "bind" in str(exc):
+                    self.queue.forget(key)  # the pod is gone
+                else:
+                    self.queue.retry_later(key)
             return
         with self._lock:
             self._in_flight.discard(uid)

@@ -97,6 +97,7 @@ class ClusterView:
         self.state = ClusterState(self.classes, self.config)
         self.nodes: dict[str, dict] = {}
         self.slices: dict[str, dict[str, dict]] = {}  # node -> slice name -> slice
+        self.inventories: dict[str, Any] = {}  # node -> parsed NodeInventory (kept while its slices stay)
         self.claims: dict[str, _Acct] = {}  # claim uid -> devices accounted
         self.pods: dict[str, _Acct] = {}  # pod uid -> cpu/memory accounted
         self.assumed_claims: dict[str, _Assumed] = {}
@@ -118,6 +119,7 @@ class ClusterView:
             if new is None:
                 name = (old or {}).get("metadata", {}).get("name", "")
                 self.nodes.pop(name, None)
+                self.inventories.pop(name, None)
                 self.state.remove_node(name)
                 for acct in list(self.claims.values()) + list(self.pods.values()):
                     if acct.node == name:
@@ -143,6 +145,7 @@ class ClusterView:
                 per_node.pop(name, None)
             else:
                 per_node[name] = new
+            self.inventories.pop(node, None)
             if node in self.nodes:
                 self._rebuild(node)
 
@@ -314,11 +317,14 @@ class ClusterView:
     def _rebuild(self, name: str) -> None:
         """(Re)create a node in the state from its Node and slices, then re-add what runs there."""
         node = self.nodes[name]
-        try:
-            inventory = build_inventory(name, list(self.slices.get(name, {}).values()))
-        except SliceError as exc:
-            logger.error("bad_slice", node=name, error=str(exc))
-            inventory = None
+        inventory = self.inventories.get(name)
+        if inventory is None:
+            try:
+                inventory = build_inventory(name, list(self.slices.get(name, {}).values()))
+                self.inventories[name] = inventory
+            except SliceError as exc:
+                logger.error("bad_slice", node=name, error=str(exc))
+                inventory = None
         try:
             self.state.add_node(node, inventory)
         except nodefit.PodSpecError as exc:

@@ -87,3 +87,37 @@ def resource_list(group_name: str, version_name: str) -> dict[str, Any] | None:
                               "kind": res.kind, "verbs": ["get", "patch", "update"]})
     gv = f"{group_name}/{version_name}" if group_name else version_name
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """/openapi/v3: one entry per group/version (kubectl reads it to find server-side field validation)."""
+    paths = {}
+    for group, versions in resources.group_versions().items():
+        for version in versions:
+            gv = _gv_path(group, version)
+            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={__version__}"}
+    return {"paths": paths}
+
+
+def openapi_v3_group_version(group: str, version: str) -> dict[str, Any] | None:
+    """A minimal OpenAPI v3 document for one group/version: the create/update/patch operations with
+    their GVK and the `fieldValidation` parameter, which tells kubectl to leave validation to the
+    server (no schemas are published: the server validates)."""
+    served = resources.by_group_version(group, version)
+    if not served:
+        return None
+    param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+    paths: dict[str, Any] = {}
+    for res in served:
+        gvk = {"group": group, "version": version, "kind": res.kind}
+        base = f"/{_gv_path(group, version)}/" + ("namespaces/{namespace}/" if res.namespaced else "")
+        op = {"parameters": [param], "x-kubernetes-group-version-kind": gvk, "responses": {}}
+        paths[base + res.plural] = {"post": {**op, "x-kubernetes-action": "post"}}
+        paths[base + res.plural + "/{name}"] = {"put": {**op, "x-kubernetes-action": "put"},
+                                                 "patch": {**op, "x-kubernetes-action": "patch"}}
+    return {"openapi": "3.0.0", "info": {"title": "gpu-dra local", "version": version}, "paths": paths,
+            "components": {"schemas": {}}}

@@ -132,6 +132,12 @@ class _Handler(BaseHTTPRequestHandler):
             doc = discovery.group_list()
         elif path == "/api/v1":
             doc = discovery.resource_list("", "v1")
+        elif path == "/openapi/v3":
+            doc = discovery.openapi_v3_root()
+        elif path.startswith("/openapi/v3/api/") or path.startswith("/openapi/v3/apis/"):
+            parts = path[len("/openapi/v3/"):].split("/")
+            group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2] if len(parts) > 2 else "")
+            doc = discovery.openapi_v3_group_version(group, version)
         elif path.startswith("/apis/") and path.count("/") == 2:
             doc = discovery.group(path.split("/")[2])
         elif path.startswith("/apis/") and path.count("/") == 3:

@@ -35,6 +35,7 @@ logger = log.get(__name__)
 
 Key = tuple[str, str]  # (namespace or "", name)
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+FOREGROUND = "foregroundDeletion"
 
 
 def now_rfc3339(offset_s: float = 0) -> str:
@@ -93,7 +94,7 @@ class Store:
         self._collections = {r.key: Collection(r) for r in RESOURCES}
         self._uids: dict[str, tuple[str, Key]] = {}
         self._dependents: dict[str, set[tuple[str, Key]]] = collections.defaultdict(set)
-        self._gc_queue: queue.Queue[str | None] = queue.Queue()
+        self._gc_queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._gc_thread = threading.Thread(target=self._gc_loop, name="local-gc", daemon=True)
         self._gc_thread.start()
         self._rand = random.Random()
@@ -213,7 +214,10 @@ class Store:
             self._index_owners(coll.resource, key, prev, None)
             event_obj = gone
             raw = dumps(gone)
-            self._gc_queue.put(uid)
+            self._gc_queue.put(("gone", uid))
+            for ref in _meta(prev).get("ownerReferences") or []:
+                if isinstance(ref, dict) and ref.get("uid"):
+                    self._gc_queue.put(("check", ref["uid"]))
         else:
             obj["metadata"]["resourceVersion"] = str(self.rv)
             raw = dumps(obj)
@@ -433,6 +437,13 @@ class Store:
                 return old, False
             if propagation == "Orphan":
                 self._orphan(meta["uid"])
+            if propagation == "Foreground" and self._dependents.get(meta["uid"]) and not meta.get("deletionTimestamp"):
+                new = copy.deepcopy(old)
+                new["metadata"]["deletionTimestamp"] = now_rfc3339()
+                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                new["metadata"]["finalizers"] = [*(meta.get("finalizers") or []), FOREGROUND]
+                self._gc_queue.put(("foreground", meta["uid"]))
+                return self._commit(coll, key, new, "MODIFIED", old), False
             grace = strategy.grace_period(res, old, grace_seconds)
             if not meta.get("finalizers") and grace == 0:
                 if res.key == "namespaces":
@@ -474,33 +485,77 @@ class Store:
     # --- garbage collection --------------------------------------------------------------
 
     def _gc_loop(self) -> None:
-        """Background propagation: delete dependents whose owners are all gone."""
+        """Background propagation (owner gone → dependents deleted) and foreground deletion."""
         while True:
-            uid = self._gc_queue.get()
-            if uid is None:
+            item = self._gc_queue.get()
+            if item is None:
                 return
+            kind, uid = item
             try:
-                self._collect(uid)
+                with self.cond:
+                    if self.stopped:
+                        return
+                    if kind == "gone":
+                        self._collect(uid)
+                    elif kind == "foreground":
+                        self._delete_dependents(uid)
+                        self._finish_foreground(uid)
+                    else:
+                        self._finish_foreground(uid)
             except Exception:  # the collector must outlive one bad object
-                logger.exception("gc_failed", owner_uid=uid)
+                logger.exception("gc_failed", owner_uid=uid, step=kind)
 
     def _collect(self, owner_uid: str) -> None:
-        with self.cond:
-            if self.stopped:
+        for res_key, key in list(self._dependents.pop(owner_uid, ())):
+            coll = self._collections[res_key]
+            obj = coll.objects.get(key)
+            if obj is None:
+                continue
+            owners = [r.get("uid") for r in obj["metadata"].get("ownerReferences") or []]
+            if any(u in self._uids for u in owners):
+                continue
+            logger.debug("gc_delete", resource=res_key, namespace=key[0], name=key[1], owner_uid=owner_uid)
+            try:
+                self.delete(coll.resource, key[0], key[1])
+            except errors.ApiError:
+                pass
+
+    def _delete_dependents(self, owner_uid: str) -> None:
+        """Foreground: delete the dependents now; ones with another live owner only lose the reference."""
+        for res_key, key in list(self._dependents.get(owner_uid, ())):
+            coll = self._collections[res_key]
+            obj = coll.objects.get(key)
+            if obj is None:
+                continue
+            others = [r.get("uid") for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
+            if any(u in self._uids for u in others):
+                new = copy.deepcopy(obj)
+                new["metadata"]["ownerReferences"] = [r for r in new["metadata"]["ownerReferences"]
+                                                      if r.get("uid") != owner_uid]
+                self._commit(coll, key, new, "MODIFIED", obj)
+                continue
+            try:
+                self.delete(coll.resource, key[0], key[1])
+            except errors.ApiError:
+                pass
+
+    def _finish_foreground(self, owner_uid: str) -> None:
+        """Remove the foregroundDeletion finalizer once no dependent blocks its owner."""
+        where = self._uids.get(owner_uid)
+        if where is None:
+            return
+        coll = self._collections[where[0]]
+        owner = coll.objects[where[1]]
+        if FOREGROUND not in (owner["metadata"].get("finalizers") or []):
+            return
+        for res_key, key in self._dependents.get(owner_uid, ()):
+            dep = self._collections[res_key].objects.get(key)
+            refs = (dep or {}).get("metadata", {}).get("ownerReferences") or []
+            if any(r.get("uid") == owner_uid and r.get("blockOwnerDeletion") for r in refs):
                 return
-            for res_key, key in list(self._dependents.pop(owner_uid, ())):
-                coll = self._collections[res_key]
-                obj = coll.objects.get(key)
-                if obj is None:
-                    continue
-                owners = [r.get("uid") for r in obj["metadata"].get("ownerReferences") or []]
-                if any(u in self._uids for u in owners):
-                    continue
-                logger.debug("gc_delete", resource=res_key, namespace=key[0], name=key[1], owner_uid=owner_uid)
-                try:
-                    self.delete(coll.resource, key[0], key[1], grace_seconds=0)
-                except errors.ApiError:
-                    pass
+        new = copy.deepcopy(owner)
+        new["metadata"]["finalizers"] = [f for f in new["metadata"]["finalizers"] if f != FOREGROUND]
+        self._finish_update(coll, where[1], owner, new, False)
 
     def exists_uid(self, uid: str) -> bool:
         with self.cond:

@@ -2,7 +2,7 @@
 
 The container runtime reads every spec in the CDI root whenever it creates a container, so a
 half-written file would break unrelated pods: write to a temporary file in the same directory,
-fsync, rename, fsync the directory. Names follow NVIDIA's driver (FACTS.md §8): kind
+fsync it, rename it over the old one. Names follow NVIDIA's driver (FACTS.md §8): kind
 `k8s.gpu.nvidia.com/claim`, file `k8s.gpu.nvidia.com-claim_<claimUID>.json`, devices
 `<claimUID>-<deviceName>`.
 
@@ -103,14 +103,6 @@ def build_spec(claim_uid: str, devices: list[DeviceEdits], common_env: dict[str,
     return spec
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_spec(cdi_root: str | Path, claim_uid: str, spec: dict[str, Any]) -> Path:
     """Atomically (re)write the spec of one claim; readers see the old file or the new one."""
     root = Path(cdi_root)
@@ -131,7 +123,8 @@ def write_spec(cdi_root: str | Path, claim_uid: str, spec: dict[str, Any]) -> Pa
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(root)
+    # No directory fsync: a spec only matters within one boot (after a reboot the plugin drops
+    # every claim and kubelet prepares again), and readers already see old-or-new atomically.
     return target
 
 
@@ -141,7 +134,6 @@ def delete_spec(cdi_root: str | Path, claim_uid: str) -> bool:
         spec_path(cdi_root, claim_uid).unlink()
     except FileNotFoundError:
         return False
-    _fsync_dir(Path(cdi_root))
     return True
 
 

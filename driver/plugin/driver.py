@@ -99,6 +99,7 @@ class Plugin:
         self.monitor: HealthMonitor | None = None
         self.state: DeviceState | None = None
         self._running = False
+        self._owns_backend = False
 
     # -- paths ------------------------------------------------------------------------------
     @property
@@ -162,6 +163,7 @@ class Plugin:
         self._node_config = load_node_config(o.node_config)
         if self._backend is None:
             self._backend = open_backend(o.nvml, o.node_name)
+            self._owns_backend = True
         self._backend.init()
         if self._mig is None:
             self._mig = NvmlMig(self._backend)
@@ -232,6 +234,8 @@ class Plugin:
             self.publisher.stop()
         if self.monitor:
             self.monitor.stop()
+        if self._owns_backend and self._backend is not None:
+            self._backend.shutdown()  # wakes the health monitor out of its NVML event wait
         if self.http:
             self.http.stop()
         for t in self._threads:

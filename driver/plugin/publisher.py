@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,6 +48,7 @@ class Publisher:
     on_error: Callable[[], None] = lambda: None
     resync_s: float = 60.0
     backoff_max_s: float = 30.0
+    min_interval_s: float = 0.5
     _trigger: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     published: threading.Event = field(default_factory=threading.Event)  # set after each good pass
@@ -105,15 +107,28 @@ class Publisher:
         return writes
 
     def run(self) -> None:
-        """Reconcile until stopped: on trigger, every resync period, and with backoff after errors."""
+        """Reconcile until stopped: on trigger, every resync period, and with backoff after errors.
+
+        Passes are at least `min_interval_s` apart so a burst of triggers (many prepares of
+        dynamic MIG devices, an XID storm) makes one pass, and a failing API server is retried
+        only after the backoff delay, whatever triggers arrive meanwhile.
+        """
         delay = 0.0
         failures = 0
+        last_pass = float("-inf")
         self._trigger.set()
         while not self._stop.is_set():
-            self._trigger.wait(timeout=delay or self.resync_s)
+            if failures:
+                self._stop.wait(delay)
+            else:
+                self._trigger.wait(timeout=self.resync_s)
+            wait_more = self.min_interval_s - (time.monotonic() - last_pass)
+            if wait_more > 0:
+                self._stop.wait(wait_more)
             if self._stop.is_set():
                 return
             self._trigger.clear()
+            last_pass = time.monotonic()
             try:
                 self.publish_once()
                 failures, delay = 0, 0.0

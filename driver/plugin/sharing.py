@@ -89,11 +89,14 @@ class MpsControl:
         if not self.path:
             logger.info("mps_started", dir=str(claim_dir), devices=uuids, simulated=True)
             return
-        _run([self.path, "-d"], env=env)
+        if (self.dirs(claim_dir)[0] / "control").exists():
+            logger.info("mps_already_running", dir=str(claim_dir))  # e.g. a checkpoint rebuild
+        else:
+            _run([self.path, "-d"], env=env)
         commands = []
         if settings.active_thread_percentage is not None:
             commands.append(f"set_default_active_thread_percentage {settings.active_thread_percentage}")
-        for uuid, limit in sorted((settings.pinned_memory_limits or {}).items()):
+        for uuid, limit in (settings.pinned_memory_limits or {}).items():  # device order of the claim
             mib = int(limit // (1024 * 1024))
             commands.append(f"set_default_device_pinned_mem_limit {uuid} {mib}M")
         for command in commands:

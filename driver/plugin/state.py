@@ -129,10 +129,20 @@ class DeviceState:
             for uid, rec in list(self.checkpoint.claims.items()):
                 if rec.state != ckpt.PREPARE_COMPLETED:
                     logger.warning("rollback_half_prepared", claim=uid, namespace=rec.namespace, name=rec.name)
-                    self._undo(rec)
-                    del self.checkpoint.claims[uid]
+                    self._rollback(rec)
             self._save()
             self._remove_orphans()
+
+    def _rollback(self, rec: ClaimRecord) -> bool:
+        """Undo a record and forget it; if undoing fails, keep it (PrepareStarted) to retry later."""
+        try:
+            self._undo(rec)
+        except Exception as exc:  # noqa: BLE001 - reported, and retried on the next prepare/start
+            logger.error("rollback_failed", claim=rec.uid, namespace=rec.namespace, name=rec.name, error=str(exc))
+            rec.state = ckpt.PREPARE_STARTED
+            return False
+        self.checkpoint.claims.pop(rec.uid, None)
+        return True
 
     def _rebuild(self, list_claims: Callable[[], list[dict[str, Any]]] | None) -> None:
         if list_claims is None:
@@ -188,8 +198,9 @@ class DeviceState:
         if rec is not None and rec.state == ckpt.PREPARE_COMPLETED:
             return rec.devices
         if rec is not None:  # an earlier attempt died half-way: start clean
-            self._undo(rec)
-            del self.checkpoint.claims[uid]
+            if not self._rollback(rec):
+                raise PrepareError(f"ResourceClaim {namespace}/{name}: an earlier half-done prepare could not be "
+                                   "rolled back yet (see the plugin log); retrying on the next call")
             self._save()
         plan = plan_claim(claim, namespace, name, uid, self.options.driver_name, self.pool, self.devices())
         self._check_conflicts(plan)
@@ -203,8 +214,7 @@ class DeviceState:
             self._apply(plan, rec)
         except Exception as exc:
             logger.error("prepare_failed", claim=uid, namespace=namespace, name=name, error=str(exc))
-            self._undo(rec)
-            self.checkpoint.claims.pop(uid, None)
+            self._rollback(rec)
             self._save()
             if isinstance(exc, (ClaimError, PrepareError)):
                 raise
@@ -335,6 +345,9 @@ class DeviceState:
             if rec is None:
                 cdi.delete_spec(self.options.cdi_root, uid)  # a leftover with no record
                 return
+            # Half-undone from here on: a prepare arriving after a failed unprepare redoes it all.
+            rec.state = ckpt.PREPARE_STARTED
+            self._save()
             self._undo(rec)
             del self.checkpoint.claims[uid]
             self._save()

@@ -67,15 +67,22 @@ def placed_milli(placement: Placement) -> int:
 
 
 def replay(cluster: Cluster, pods: list[tr.TracePod], seed: int, config: PackingConfig,
-           trace_name: str = "", progress: Progress | None = None) -> SeedResult:
-    """One seed: arrival order, then schedule + commit each pod; returns the curve and counts."""
+           trace_name: str = "", progress: Progress | None = None, limit: int = 0) -> SeedResult:
+    """One seed: arrival order, then schedule + commit each pod; returns the curve and counts.
+
+    `limit` > 0 submits only the first `limit` pods of the order (smoke tests; the curve then
+    stops short of 130 %).
+    """
     state = new_state(cluster, config)
     order = tr.arrival_order(pods, cluster.gpus, seed)
+    if limit:
+        order = order[:limit]
     names = tr.instance_names(order)
     capacity = cluster.gpus * tr.MILLI_PER_GPU
     events: list[tuple[int, int]] = []
     arrived = used = failed = 0
     start = time.perf_counter()
+    cpu_start = time.process_time()
     for i, (pod, name) in enumerate(zip(order, names)):
         pod_obj, claims = tr.pod_objects(pod, name)
         result = schedule(pod_obj, claims, state)
@@ -89,11 +96,13 @@ def replay(cluster: Cluster, pods: list[tr.TracePod], seed: int, config: Packing
         if progress is not None and (i % 200 == 0 or i + 1 == len(order)):
             progress(i + 1, len(order))
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     if used != state.used_gpu_milli():
         raise AssertionError(f"replay bookkeeping: {used} milli placed but the cluster state holds {state.used_gpu_milli()}")
     logger.debug("replay_done", trace=trace_name, strategy=config.strategy, seed=seed, pods=len(order),
                  failed=failed, seconds=round(seconds, 2))
-    return SeedResult(trace_name, config.strategy, seed, len(order), failed, seconds, curve(events, capacity))
+    return SeedResult(trace_name, config.strategy, seed, len(order), failed, seconds, curve(events, capacity),
+                      cpu_seconds)
 
 
 def with_strategy(config: PackingConfig, strategy: str) -> PackingConfig:

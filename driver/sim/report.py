@@ -27,6 +27,7 @@ class SeedResult:
     failed: int
     seconds: float
     curve: list[float | None] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # process CPU time: steadier than wall time on a shared machine
 
     @property
     def alloc130(self) -> float | None:
@@ -41,6 +42,7 @@ class SeedResult:
             "trace": self.trace, "strategy": self.strategy, "seed": self.seed,
             "alloc130": _r(self.alloc130), "alloc100": _r(self.alloc100),
             "pods": self.pods, "failed": self.failed, "seconds": round(self.seconds, 2),
+            "cpu_seconds": round(self.cpu_seconds, 2),
             "pods_per_second": round(self.pods / self.seconds, 1) if self.seconds > 0 else None,
         }
         if with_curve:
@@ -75,6 +77,15 @@ def curve(events: list[tuple[int, int]], capacity_milli: int) -> list[float | No
     return out
 
 
+def mean_curve(results: list[SeedResult]) -> list[float | None]:
+    """Column-wise mean over seeds (columns no seed reached stay None)."""
+    out: list[float | None] = []
+    for c in range(COLUMNS):
+        values = [r.curve[c] for r in results if len(r.curve) > c and r.curve[c] is not None]
+        out.append(statistics.fmean(values) if values else None)
+    return out
+
+
 def mean_of(results: list[SeedResult], attr: str) -> float | None:
     values = [getattr(r, attr) for r in results if getattr(r, attr) is not None]
     return statistics.fmean(values) if values else None
@@ -82,7 +93,7 @@ def mean_of(results: list[SeedResult], attr: str) -> float | None:
 
 def table(results: list[SeedResult]) -> str:
     """Per (trace, strategy): mean alloc130/alloc100 over seeds, seeds, failed pods, median seconds."""
-    rows = [("trace", "strategy", "seeds", "alloc130", "alloc100", "failed", "s/seed")]
+    rows = [("trace", "strategy", "seeds", "alloc130", "alloc100", "failed", "s/seed", "cpu s/seed")]
     keys: list[tuple[str, str]] = []
     for r in results:
         if (r.trace, r.strategy) not in keys:
@@ -92,7 +103,8 @@ def table(results: list[SeedResult]) -> str:
         a130, a100 = mean_of(rs, "alloc130"), mean_of(rs, "alloc100")
         rows.append((trace, strategy, str(len(rs)), f"{a130:.2f}" if a130 is not None else "-",
                      f"{a100:.2f}" if a100 is not None else "-", f"{statistics.fmean(r.failed for r in rs):.0f}",
-                     f"{statistics.median(r.seconds for r in rs):.1f}"))
+                     f"{statistics.median(r.seconds for r in rs):.1f}",
+                     f"{statistics.median(r.cpu_seconds for r in rs):.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]

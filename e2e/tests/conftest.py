@@ -20,7 +20,7 @@ from kubernetes import client, config
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from e2e_support import Target  # noqa: E402
+from e2e_support import Target, apply, rendered_device_classes, wait_slices  # noqa: E402
 
 SCHEDULER = os.environ.get("E2E_SCHEDULER_NAME", "gpu-dra-scheduler")
 DRIVER = os.environ.get("E2E_DRIVER_NAME", "gpu.nvidia.com")
@@ -83,3 +83,14 @@ def target() -> Iterator[Target]:
             return
         print(f"\nE2E_KUBECONFIG={env} is not reachable ({problem}); using the local cluster", file=sys.stderr)
     yield from _local_cluster()
+
+
+@pytest.fixture(scope="session")
+def installed(target: Target) -> Target:
+    """The target with the chart's DeviceClasses applied (kubectl) and the driver's devices published."""
+    classes = rendered_device_classes(target.driver_name)
+    apply(target, None, classes)
+    names = set(target.kubectl("get", "deviceclasses", "-o", "name").split())
+    assert {f"deviceclass.resource.k8s.io/{c['metadata']['name']}" for c in classes} <= names
+    wait_slices(target, target.driver_name)
+    return target

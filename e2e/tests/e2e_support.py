@@ -89,7 +89,7 @@ def rendered_device_classes(driver_name: str) -> list[dict[str, Any]]:
 
     rendered = helm.Chart.load(CHART).render(values={"driverName": driver_name}, name="gpu-dra",
                                              namespace="gpu-dra-system", is_install=True)
-    docs = [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
+    docs = [d for path, text in rendered.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
     return [d for d in docs if d["kind"] == "DeviceClass"]
 
 

@@ -12,22 +12,10 @@ import pytest
 
 from e2e_support import (
     EXAMPLES, Target, apply, as_pods, attribute, claims_of, delete, for_scheduler, iter_examples, load_manifests,
-    new_namespace, pod_spec_of, published_devices, rendered_device_classes, results, serves_deployments,
-    wait_pods_placed, wait_slices,
+    new_namespace, pod_spec_of, published_devices, results, serves_deployments, wait_pods_placed,
 )
 
 EXAMPLE_FILES = list(iter_examples())
-
-
-@pytest.fixture(scope="module")
-def installed(target: Target) -> Target:
-    """The chart's DeviceClasses applied with kubectl and the driver's devices published."""
-    classes = rendered_device_classes(target.driver_name)
-    apply(target, None, classes)
-    names = set(target.kubectl("get", "deviceclasses", "-o", "name").split())
-    assert {f"deviceclass.resource.k8s.io/{c['metadata']['name']}" for c in classes} <= names
-    wait_slices(target, target.driver_name)
-    return target
 
 
 def _expected_type(class_name: str) -> str:

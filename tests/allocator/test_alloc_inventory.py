@@ -93,6 +93,21 @@ def test_malformed_slices_name_the_field(mutate, fragment):
     assert "slice bad-slice devices[0]" in str(err.value) and fragment in str(err.value)
 
 
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda s: s.pop("spec"), "slice bad spec: expected an object"),
+    (lambda s: s["spec"].pop("driver"), "slice bad spec.driver: expected a driver name"),
+    (lambda s: s["spec"]["pool"].pop("name"), "slice bad spec.pool.name: expected a pool name"),
+    (lambda s: s["spec"]["pool"].update(generation="1"), "spec.pool.generation: expected an integer >= 0, got '1'"),
+    (lambda s: s["spec"]["pool"].update(resourceSliceCount=0), "spec.pool.resourceSliceCount: expected an integer >= 1"),
+])
+def test_malformed_slice_headers_name_the_field(mutate, fragment):
+    s = slice_("n1", [gpu(0)], name="bad")
+    mutate(s)
+    with pytest.raises(SliceError) as err:
+        build_inventories([s])
+    assert fragment in str(err.value)
+
+
 def test_duplicate_device_names_in_a_pool_are_rejected():
     with pytest.raises(SliceError, match="'gpu-0' appears twice in pool n1"):
         build_inventories([slice_("n1", [gpu(0)], count=2, name="a"), slice_("n1", [gpu(0)], count=2, name="b")])

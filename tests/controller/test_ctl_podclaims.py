@@ -58,3 +58,11 @@ def test_pinning_adds_node_name_to_every_affinity_term_without_touching_the_orig
     assert "matchFields" not in str(original)
     sel, aff = label_requirements(pinned_to(pod([]), "n1"))
     assert labels_match(sel, aff, "n1", {}) and not labels_match(sel, aff, "n2", {})
+
+
+def test_missing_template_is_a_user_error() -> None:
+    p = pod([{"name": "b", "resourceClaimTemplateName": "nope"}])
+    claims, why, user_error = resolve_claims(p, {}.get, {"ns/other": {}}.get)
+    assert why == "resourceclaimtemplate ns/nope not found" and user_error
+    claims, why, user_error = resolve_claims(p, {}.get, {"ns/nope": {}}.get)
+    assert why is not None and "to be created from its template" in why and not user_error

@@ -103,3 +103,15 @@ def test_generated_claim_released_and_gpu_reused(server, api: Api, claim_control
         wait_for(lambda: "Unschedulable" in str(api.pod("b").get("status")), 10, "b unschedulable")
         api.delete_pod("a")
         assert placement(api, "b") == ("n1", ["gpu-0"])
+
+
+def test_missing_template_reported_then_scheduled_when_it_appears(server, api: Api, claim_controller: ClaimController) -> None:
+    api.create(node("n1"))
+    api.create(resource_slice("n1", gpu_devices("n1", 1)))
+    with controller(server):
+        api.create(templ_pod("p", "later"))
+        cond = wait_for(lambda: next((c for c in (api.pod("p").get("status") or {}).get("conditions") or []
+                                      if c["type"] == "PodScheduled"), None), 10, "PodScheduled condition")
+        assert cond["message"] == "resourceclaimtemplate default/later not found"
+        api.create(template("later", claim_spec()))
+        assert placement(api, "p") == ("n1", ["gpu-0"])

@@ -9,6 +9,7 @@ Draft 2020-12 validator that kubernetes_validate uses.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from functools import lru_cache
@@ -35,8 +36,14 @@ def chart() -> helm.Chart:
 
 
 def render(values: dict[str, Any] | None = None, *, name: str = RELEASE, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    """Every object the chart renders for `values`, in template order."""
-    rendered = chart().render(values=values or {}, name=name, namespace=namespace, is_install=True)
+    """Every object the chart renders for `values`, in template order (a fresh copy per call)."""
+    return copy.deepcopy(_render(json.dumps(values or {}, sort_keys=True), name, namespace))
+
+
+@lru_cache(maxsize=64)
+def _render(values_json: str, name: str, namespace: str) -> list[dict[str, Any]]:
+    # Rendering is deterministic; tests render the same value sets many times.
+    rendered = chart().render(values=json.loads(values_json), name=name, namespace=namespace, is_install=True)
     objects: list[dict[str, Any]] = []
     for path in sorted(rendered):
         if path.endswith("NOTES.txt"):

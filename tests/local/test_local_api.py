@@ -326,6 +326,23 @@ def test_orphan_propagation_keeps_dependents(core: client.CoreV1Api) -> None:
     assert dep.metadata.owner_references is None
 
 
+def test_foreground_deletion_waits_for_blocking_dependents(core: client.CoreV1Api) -> None:
+    owner = core.create_namespaced_config_map("default", {"metadata": {"name": "owner"}})
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid,
+           "blockOwnerDeletion": True}
+    core.create_namespaced_config_map("default", {"metadata": {"name": "dep", "ownerReferences": [ref],
+                                                               "finalizers": ["example.com/hold"]}})
+    core.delete_namespaced_config_map("owner", "default", propagation_policy="Foreground")
+    held = core.read_namespaced_config_map("owner", "default")
+    assert held.metadata.deletion_timestamp is not None and "foregroundDeletion" in held.metadata.finalizers
+    wait_for(lambda: core.read_namespaced_config_map("dep", "default").metadata.deletion_timestamp,
+             what="dependent being deleted")
+    assert core.read_namespaced_config_map("owner", "default").metadata.deletion_timestamp is not None
+    core.patch_namespaced_config_map("dep", "default", {"metadata": {"$deleteFromPrimitiveList/finalizers":
+                                                                      ["example.com/hold"]}})
+    wait_for(lambda: not core.list_namespaced_config_map("default").items, what="owner deleted after its dependent")
+
+
 def test_strategic_merge_patch_merges_lists_by_key(core: client.CoreV1Api) -> None:
     body = pod_body("p")
     body["spec"]["containers"].append({"name": "side", "image": "envoy:1"})
@@ -408,6 +425,19 @@ def test_discovery(kube: client.ApiClient) -> None:
     assert names["resourceclaims"].kind == "ResourceClaim" and "watch" in names["resourceclaims"].verbs
     assert "resourceclaims/status" in names
     assert client.VersionApi(kube).get_code().major == "1"
+
+
+def test_openapi_v3_advertises_server_side_field_validation(kube: client.ApiClient) -> None:
+    host = kube.configuration.host
+    root = kube.call_api("GET", f"{host}/openapi/v3")
+    root.read()
+    paths = json.loads(root.data)["paths"]
+    assert {"api/v1", "apis/resource.k8s.io/v1", "apis/apps/v1"} <= set(paths)
+    doc = kube.call_api("GET", host + paths["apis/resource.k8s.io/v1"]["serverRelativeURL"])
+    doc.read()
+    post = json.loads(doc.data)["paths"]["/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims"]["post"]
+    assert post["x-kubernetes-group-version-kind"] == {"group": "resource.k8s.io", "version": "v1", "kind": "ResourceClaim"}
+    assert [p["name"] for p in post["parameters"]] == ["fieldValidation"]
 
 
 def test_v1beta2_reads_the_same_objects(kube: client.ApiClient, dra: client.ResourceV1Api) -> None:

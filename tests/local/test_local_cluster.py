@@ -255,3 +255,11 @@ def test_deployment_creates_scales_and_deletes_pods(env: Env) -> None:
     apps.delete_namespaced_deployment("infer", "default")
     wait_for(lambda: not env.core.list_namespaced_pod("default").items, timeout=20, what="pods collected")
     assert apps.list_namespaced_replica_set("default").items == []
+
+
+def test_claim_controller_retries_through_api_failures(env: Env) -> None:
+    env.cluster.api.faults.set(verb="create", resource="resourceclaims", error_rate=1.0, count=3)
+    env.cluster.api.faults.set(verb="patch", resource="pods/status", conflict_rate=1.0, count=2)
+    env.core.create_namespaced_pod("default", _pod("flaky"))
+    name = env.claim_of("flaky")
+    assert [c.metadata.name for c in env.dra.list_namespaced_resource_claim("default").items] == [name]

@@ -65,8 +65,8 @@ spec:
 
 
 class Local:
-    def __init__(self, kubeconfig: Path, proc: subprocess.Popen[bytes]) -> None:
-        self.kubeconfig, self.proc = kubeconfig, proc
+    def __init__(self, kubeconfig: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.kubeconfig, self.proc, self.log = kubeconfig, proc, log
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "--request-timeout=20s", *args],
@@ -87,7 +87,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     try:
         wait_for(lambda: kubeconfig.exists() or proc.poll() is not None, timeout=30, what="the kubeconfig")
         assert proc.poll() is None, (tmp / "local-up.log").read_text()
-        yield Local(kubeconfig, proc)
+        yield Local(kubeconfig, proc, tmp / "local-up.log")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -103,7 +103,7 @@ def test_get_nodes_of_the_default_cluster(local: Local) -> None:
 
 
 def test_apply_get_describe_delete(local: Local) -> None:
-    created = local.kubectl("apply", "--validate=false", "-f", "-", stdin=MANIFESTS).stdout
+    created = local.kubectl("apply", "-f", "-", stdin=MANIFESTS).stdout  # default validation: server-side
     for line in ("deviceclass.resource.k8s.io/gpu.nvidia.com created",
                  "resourceclaimtemplate.resource.k8s.io/one-gpu created",
                  "resourceclaim.resource.k8s.io/shared-gpu created", "pod/trainer created"):
@@ -156,5 +156,9 @@ def test_get_missing_object_says_not_found(local: Local) -> None:
 
 def test_sigterm_stops_cleanly(local: Local) -> None:
     local.proc.send_signal(signal.SIGTERM)
-    assert local.proc.wait(timeout=20) == 0
+    try:
+        code = local.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("local up did not stop on SIGTERM:\n" + local.log.read_text()[-3000:]) from None
+    assert code == 0
     assert not local.kubeconfig.exists()

@@ -417,3 +417,33 @@ def test_socket_path_too_long_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"at most 107 bytes, this one has 1\d\d; choose a shorter"):
         prepare_socket_path("/tmp/" + "d" * 100 + "/dra.sock")
+
+
+def test_failed_unprepare_is_reported_and_retried(node: Any) -> None:
+    backend = node.plugin.backend
+    claim = create_claim(node.kube, "stuck", [result("gpu-3-mig-1g10gb-19-0", "mig")])
+    assert node.kubelet.prepare([claim]).claims[uid(claim)].error == ""
+    backend.lose_gpu(3)
+    err = node.kubelet.unprepare([claim]).claims[uid(claim)].error
+    assert err.startswith("unpreparing ResourceClaim default/stuck: ") and "GPU has fallen off the bus" in err
+    assert ckpt.load(node.state_dir).claims[uid(claim)].state == ckpt.PREPARE_STARTED  # kept for the retry
+    backend.restore_gpu(3)
+    assert node.kubelet.unprepare([claim]).claims[uid(claim)].error == ""
+    assert backend.mig_instances(3) == [] and ckpt.load(node.state_dir).claims == {}
+
+
+def test_two_gpus_with_mps_per_device_limits(node: Any) -> None:
+    devs = node.plugin.devices()
+    gpu0, gpu3 = devs["gpu-0"].uuid, devs["gpu-3"].uuid
+    cfg = {"apiVersion": API, "kind": "GpuConfig", "sharing": {"strategy": "MPS", "mpsConfig": {
+        "defaultPinnedDeviceMemoryLimit": "8Gi", "defaultPerDevicePinnedMemoryLimit": {"1": "2Gi"}}}}
+    claim = create_claim(node.kube, "mps2", [result("gpu-0"), result("gpu-3")], [opaque(cfg, ["gpu"])])
+    assert node.kubelet.prepare([claim]).claims[uid(claim)].error == ""
+    pipe = node.state_dir / "mps" / uid(claim) / "pipe"
+    assert node.log("mps.log") == [
+        f"start {pipe} {gpu0},{gpu3}",
+        f"cmd {pipe} set_default_device_pinned_mem_limit {gpu0} 8192M",  # the default
+        f"cmd {pipe} set_default_device_pinned_mem_limit {gpu3} 2048M",  # index 1 overrides it
+    ]
+    spec = read_spec(node, uid(claim))
+    assert all("CUDA_MPS_PIPE_DIRECTORY=/tmp/nvidia-mps" in d["containerEdits"]["env"] for d in spec["devices"])

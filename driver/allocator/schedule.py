@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 from driver import log
 from driver.allocator import nodefit
-from driver.allocator.inventory import DeviceView, NodeInventory
+from driver.allocator.inventory import NodeInventory
 from driver.allocator.scoring import ConfigError, Evaluation, NodeClass, PackingConfig, Request, Scorer, Shape, strategy_for
 from driver.allocator.usage import NodeUsage, Pick
 from driver.allocator import score_adapter as adapter
@@ -29,7 +29,6 @@ from driver.allocator.allocate import AllocationFailure, AllocationResult, alloc
 
 logger = log.get(__name__)
 
-COMPUTE = "compute"
 
 
 @dataclass(slots=True)
@@ -151,6 +150,7 @@ class ClusterState:
         self._log_start = 0  # absolute position of _log[0]
         self._seq = 0
         self._rankings: dict[tuple, _Ranking] = {}
+        self._epoch = 0
 
     # -- building -------------------------------------------------------------------------------
 
@@ -239,11 +239,15 @@ class ClusterState:
 
     def ranking(self, strategy: str, shape: Shape, ck: tuple) -> _Ranking:
         """The up-to-date ranking of every group that can take `shape` (see _Ranking)."""
+        if self.scorer.epoch != self._epoch:  # the learned workload moved on: FGD rankings are stale
+            self._epoch = self.scorer.epoch
+            for k in [k for k in self._rankings if k[2] and k[2] != self._epoch]:
+                del self._rankings[k]
         r = self._rankings.get(ck)
         end = self._log_start + len(self._log)
         if r is None:
-            if len(self._rankings) > 4 * 256:
-                self._drop_stale_rankings(ck)
+            if len(self._rankings) > 1024:  # shapes seen once long ago: rebuilt if they come back
+                self._rankings.clear()
             r = self._rankings[ck] = _Ranking([], end)
             fresh: Any = self.groups.values()
         else:
@@ -262,12 +266,6 @@ class ClusterState:
             heapq.heapify(r.heap)
         self._trim_log()
         return r
-
-    def _drop_stale_rankings(self, keep: tuple) -> None:
-        epoch = self.scorer.epoch
-        for k in list(self._rankings):
-            if k != keep and (k[2] != epoch or len(self._rankings) > 512):
-                del self._rankings[k]
 
     def _trim_log(self) -> None:
         if len(self._log) < 4 * len(self.groups) + 4096:
@@ -290,24 +288,6 @@ class ClusterState:
 
 
 # ---- scheduling --------------------------------------------------------------------------------
-
-
-_MISSING: Any = object()
-
-
-def _rank(c: tuple) -> tuple:
-    return (c[0], c[1])
-
-
-def _best_first(candidates: list[tuple]) -> Any:
-    """The best candidate, then (only if the allocator rejected it) the rest in rank order."""
-    if not candidates:
-        return
-    best = min(candidates, key=_rank)
-    yield best
-    rest = [c for c in candidates if c is not best]
-    rest.sort(key=_rank)
-    yield from rest
 
 
 def _summary(total: int, counts: dict[str, int]) -> str:

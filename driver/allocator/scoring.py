@@ -497,6 +497,13 @@ class Scorer:
             return (over, delta)
         # fragmentation: FGD with a tolerance — gradients within TIE_TOLERANCE count as equal and
         # go to the node whose GPUs (then CPUs) are fuller, keeping emptier nodes whole.
+        import os
+        v = os.environ.get("FRAG_TB", "")
+        if v == "E":
+            dev = min(after[2][i] for i in range(len(after[2])) if after[2][i] != before_free[2][i]) if after[2] != before_free[2] else 1000
+            return (over, round(delta / TIE_TOLERANCE), dev, -util[0], -util[1])
+        if v.startswith("T"):
+            return (over, round(delta / float(v[1:])), -util[0], -util[1])
         return (over, round(delta / TIE_TOLERANCE), -util[0], -util[1])
 
     def device_order(self, strategy: str, node: NodeClass, free: Free, share: int, candidates: list[int]) -> list[int]:

@@ -141,8 +141,7 @@ class Informer:
                     code = obj.get("code")
                     if code == 410:
                         return True
-                    logger.warning("watch_error_event", kind=self.res.kind, status=obj)
-                    return False
+                    raise RuntimeError(f"watch of {self.res.kind}: error event {obj.get('code')}: {obj.get('message')}")
                 rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if kind == "BOOKMARK":
                     if rv:

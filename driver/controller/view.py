@@ -104,6 +104,7 @@ class ClusterView:
         self.assumed_pods: dict[str, str] = {}  # pod uid -> node
         self.allocations: dict[str, dict] = {}  # claim uid -> allocation we assume
         self.errors: list[str] = []  # accounting conflicts seen (kept short)
+        self._by_node: dict[str, set[tuple[str, str]]] = {}  # node -> {("claim"|"pod", uid)} counted there
 
     # ---- informer handlers -----------------------------------------------------------------
 
@@ -121,9 +122,9 @@ class ClusterView:
                 self.nodes.pop(name, None)
                 self.inventories.pop(name, None)
                 self.state.remove_node(name)
-                for acct in list(self.claims.values()) + list(self.pods.values()):
-                    if acct.node == name:
-                        acct.placement = None
+                for kind, uid in self._by_node.get(name, ()):
+                    acct = (self.claims if kind == "claim" else self.pods)[uid]
+                    acct.placement = None
                 return
             name = new["metadata"]["name"]
             before = self.nodes.get(name)
@@ -169,7 +170,7 @@ class ClusterView:
             if acct is not None and acct.signature == sig:
                 return
             if acct is not None:
-                self._uncount(self.claims.pop(uid))
+                self._uncount(self._pop("claim", uid))
             if alloc:
                 node = allocation_node(alloc) or self._node_of_results(alloc)
                 if node:
@@ -192,7 +193,7 @@ class ClusterView:
             if acct is not None and acct.node == node:
                 return
             if acct is not None:
-                self._uncount(self.pods.pop(uid))
+                self._uncount(self._pop("pod", uid))
             if node:
                 self._count_pod(uid, node, new)  # type: ignore[arg-type]
 
@@ -205,13 +206,13 @@ class ClusterView:
                 sig = allocation_signature(alloc)
                 self.assumed_claims[uid] = _Assumed(sig)
                 self.allocations[uid] = alloc
-                old = self.claims.pop(uid, None)
+                old = self._pop("claim", uid)
                 if old is not None:
                     self._uncount(old)
                 self._count_claim(uid, node, sig, alloc)
             uid = pod["metadata"]["uid"]
             self.assumed_pods[uid] = node
-            old = self.pods.pop(uid, None)
+            old = self._pop("pod", uid)
             if old is not None:
                 self._uncount(old)
             self._count_pod(uid, node, pod)
@@ -229,12 +230,12 @@ class ClusterView:
             for uid in claim_uids:
                 if self.assumed_claims.pop(uid, None) is not None:
                     self.allocations.pop(uid, None)
-                    acct = self.claims.pop(uid, None)
+                    acct = self._pop("claim", uid)
                     if acct is not None:
                         self._uncount(acct)
             uid = pod["metadata"]["uid"]
             if self.assumed_pods.pop(uid, None) is not None:
-                acct = self.pods.pop(uid, None)
+                acct = self._pop("pod", uid)
                 if acct is not None:
                     self._uncount(acct)
 
@@ -256,6 +257,16 @@ class ClusterView:
             return acct.node if acct else allocation_node(alloc) or self._node_of_results(alloc)
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _pop(self, kind: str, uid: str) -> _Acct | None:
+        acct = (self.claims if kind == "claim" else self.pods).pop(uid, None)
+        if acct is not None:
+            on_node = self._by_node.get(acct.node)
+            if on_node is not None:
+                on_node.discard((kind, uid))
+                if not on_node:
+                    del self._by_node[acct.node]
+        return acct
 
     def _node_of_results(self, alloc: Mapping[str, Any]) -> str | None:
         for r in ((alloc.get("devices") or {}).get("results")) or []:
@@ -281,6 +292,7 @@ class ClusterView:
     def _count_claim(self, uid: str, node: str, sig: tuple, alloc: dict) -> None:
         acct = _Acct(node, sig, alloc)
         self.claims[uid] = acct
+        self._by_node.setdefault(node, set()).add(("claim", uid))
         self._place_claim(uid, acct)
 
     def _place_claim(self, uid: str, acct: _Acct) -> None:
@@ -297,6 +309,7 @@ class ClusterView:
     def _count_pod(self, uid: str, node: str, pod: dict) -> None:
         acct = _Acct(node, (), pod)
         self.pods[uid] = acct
+        self._by_node.setdefault(node, set()).add(("pod", uid))
         self._place_pod(acct)
 
     def _place_pod(self, acct: _Acct) -> None:
@@ -331,12 +344,13 @@ class ClusterView:
             logger.error("bad_node", node=name, error=str(exc))
             self.state.remove_node(name)
             return
-        for uid, acct in self.claims.items():
-            if acct.node == name:
+        for kind, uid in sorted(self._by_node.get(name, ())):
+            if kind == "claim":
+                acct = self.claims[uid]
                 acct.placement = None
                 self._place_claim(uid, acct)
-        for acct in self.pods.values():
-            if acct.node == name:
+            else:
+                acct = self.pods[uid]
                 acct.placement = None
                 self._place_pod(acct)
 

@@ -1,7 +1,8 @@
 """`LocalCluster`: the API server plus everything a real cluster would run around it.
 
 Start order is the order of a real cluster's bring-up: API server, then nodes (kubelets register
-Node objects and Leases), then controllers (resourceclaim, Deployment/ReplicaSet). Every piece is a component with start()/stop() kept
+Node objects and Leases), then controllers (resourceclaim, Deployment/ReplicaSet, a default-scheduler for pods without
+claims). Every piece is a component with start()/stop() kept
 in `components`, stopped in reverse order; other parts add theirs (the allocation controller,
 per-node kubelet plugins) through `component_factories` / `plugin_factory` without this file
 knowing their classes.
@@ -26,6 +27,7 @@ from driver import log
 from driver.local.claims import ClaimController
 from driver.local.clusterfile import ClusterSpec, NodeSpec, load_cluster
 from driver.local.nodes import GrpcPreparer, Kubelet, NoPlugin, Preparer
+from driver.local.scheduler import DefaultScheduler
 from driver.local.server import ApiServer
 from driver.local.workloads import WorkloadController
 
@@ -94,6 +96,7 @@ class LocalCluster:
         bookmark_interval: float = 60.0,
         lease_renew_s: float = 10.0,
         workloads: bool = True,
+        default_scheduler: bool = True,
     ) -> None:
         self.spec = description if isinstance(description, ClusterSpec) else load_cluster(description)
         self._own_workdir = workdir is None
@@ -105,6 +108,7 @@ class LocalCluster:
         self.with_claim_controller, self.with_kubelets = claim_controller, kubelets
         self.lease_renew_s = lease_renew_s
         self.with_workloads = workloads
+        self.with_default_scheduler = default_scheduler
         self.components: list[Component] = []
         self.kubelets: dict[str, Kubelet] = {}
         self._clients: list[client.ApiClient] = []
@@ -149,6 +153,8 @@ class LocalCluster:
                 self._add(ClaimController(self.api_client()))
             if self.with_workloads:
                 self._add(WorkloadController(self.api_client()))
+            if self.with_default_scheduler:
+                self._add(DefaultScheduler(self.api_client()))
             for factory in self.component_factories:
                 self._add(factory(self))
         except BaseException:

@@ -226,6 +226,9 @@ class Store:
             self._uids[obj["metadata"]["uid"]] = (coll.resource.key, key)
             self._index_owners(coll.resource, key, prev, obj)
             event_obj = obj
+            for ref in obj["metadata"].get("ownerReferences") or []:
+                if isinstance(ref, dict) and ref.get("uid") and ref["uid"] not in self._uids:
+                    self._gc_queue.put(("gone", ref["uid"]))  # a dangling owner: collect like a deleted one
         coll.events.append(Event(self.rv, etype, event_obj, prev, raw))
         if len(coll.events) > self.history:
             coll.compacted_rv = coll.events.popleft().rv

@@ -115,6 +115,9 @@ def plan_claim(
         device = devices.get(device_name)
         if device is None:
             raise ClaimError(f"{ref}: {where}.device: {device_name!r} is not a device this node publishes in pool {pool!r}")
+        if device.lost:
+            raise ClaimError(f"{ref}: {where}.device: {device_name!r} is on GPU {device.gpu_uuid}, which has fallen "
+                             "off the bus (tainted gpu-lost); it cannot be prepared")
         share_id = result.get("shareID")
         if share_id is not None and not isinstance(share_id, str):
             raise ClaimError(f"{ref}: {where}.shareID: expected a string, got {share_id!r}")

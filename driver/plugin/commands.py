@@ -72,9 +72,10 @@ def _run_plugin(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for a bad start
         logger.error("plugin_start_failed", error=str(exc))
         try:
-            plugin.stop()
-        finally:
-            return 1
+            plugin.stop()  # release whatever started (sockets, threads) before exiting
+        except Exception as stop_exc:  # noqa: BLE001 - the start error is the one to report
+            logger.warning("plugin_stop_after_failed_start", error=str(stop_exc))
+        return 1
     stop.wait()
     plugin.stop()
     return 0

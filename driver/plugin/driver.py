@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from driver import log
 from driver.devices import discover, load_node_config
-from driver.devices.model import NodeInventory
+from driver.devices.model import NodeInventory, counter_set_name
 from driver.devices.slices import apply_taints, build_slices
 from driver.nvml import open_backend
 from driver.nvml.interface import HealthEvent
@@ -100,6 +100,7 @@ class Plugin:
         self.state: DeviceState | None = None
         self._running = False
         self._owns_backend = False
+        self._known_gpus: dict[str, tuple[Any, list[Any], list[Any]]] = {}  # uuid -> (gpu, devices, counter sets)
 
     # -- paths ------------------------------------------------------------------------------
     @property
@@ -132,11 +133,37 @@ class Plugin:
 
     def _build_slices(self, generation: int) -> list[dict[str, Any]]:
         inv = self._discover()
-        names = [d.name for d in inv.devices]
-        self.board.set_devices(names)
         taints = self.monitor.snapshot() if self.monitor else {}
-        return build_slices(apply_taints(inv, taints), self.options.node_name, self._node_uid,
+        published = self._keep_lost_gpus(inv, taints)
+        if published is not inv:
+            lost = {g.uuid for g in published.gpus} - {g.uuid for g in inv.gpus}
+            with self._lock:
+                self._devices = from_inventory(published, lost)
+        self.board.set_devices([d.name for d in published.devices])
+        return build_slices(apply_taints(published, taints), self.options.node_name, self._node_uid,
                             self.options.driver_name, generation, self.options.slice_layout)
+
+    def _keep_lost_gpus(self, inv: NodeInventory, taints: dict[str, list[dict[str, Any]]]) -> NodeInventory:
+        """Keep publishing the devices of a GPU that fell off the bus, tainted `gpu-lost`.
+
+        Discovery cannot see a lost GPU; dropping its devices would look like "never existed"
+        to the scheduler and to pods that hold them, while a NoSchedule taint says what happened
+        and keeps the pool's device set (and generation) stable.
+        """
+        for gpu in inv.gpus:
+            self._known_gpus[gpu.uuid] = (
+                gpu, [d for d in inv.devices if d.gpu_uuid == gpu.uuid],
+                [c for c in inv.counter_sets if c.name == counter_set_name(gpu.minor)])
+        lost = {u for u, ts in taints.items() if any(t["key"] == f"{self.options.driver_name}/gpu-lost" for t in ts)}
+        missing = [self._known_gpus[u] for u in sorted(lost) if u in self._known_gpus
+                   and all(g.uuid != u for g in inv.gpus)]
+        if not missing:
+            return inv
+        gpus = sorted([*inv.gpus, *(m[0] for m in missing)], key=lambda g: g.index)
+        order = {g.uuid: g.index for g in gpus}
+        devices = sorted([*inv.devices, *(d for m in missing for d in m[1])], key=lambda d: order.get(d.gpu_uuid, -1))
+        counters = [*inv.counter_sets, *(c for m in missing for c in m[2])]
+        return replace(inv, gpus=gpus, devices=devices, counter_sets=counters)
 
     def _devices_of(self, event: HealthEvent) -> list[str]:
         inv = self._inventory

@@ -29,6 +29,7 @@ class AllocatableDevice:
     mig_placement: int = -1
     replica_index: int = -1
     dynamic: bool = False  # a MIG device that prepare creates and unprepare destroys
+    lost: bool = False  # its GPU fell off the bus: still published (tainted), never prepared
 
     @property
     def gpu_uuid(self) -> str:
@@ -36,7 +37,7 @@ class AllocatableDevice:
         return self.parent_uuid or self.uuid
 
 
-def from_inventory(inventory: Any) -> dict[str, AllocatableDevice]:
+def from_inventory(inventory: Any, lost_gpus: set[str] | frozenset[str] = frozenset()) -> dict[str, AllocatableDevice]:
     """Adapt a `driver.devices.discover(...)` NodeInventory to the plugin's records, by name."""
     out: dict[str, AllocatableDevice] = {}
     for d in inventory.devices:
@@ -52,6 +53,7 @@ def from_inventory(inventory: Any) -> dict[str, AllocatableDevice]:
             mig_placement=d.placement_start if d.placement_start is not None else -1,
             replica_index=d.replica_index if d.replica_index is not None else -1,
             dynamic=bool(d.dynamic and d.kind == "mig"),
+            lost=d.gpu_uuid in lost_gpus,
         )
     return out
 

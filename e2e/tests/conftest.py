@@ -11,6 +11,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -70,6 +71,8 @@ def _local_cluster() -> Iterator[Target]:
 
 @pytest.fixture(scope="session")
 def target() -> Iterator[Target]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("no kubectl on PATH: the e2e tests apply manifests with kubectl, as a user would")
     env = os.environ.get("E2E_KUBECONFIG")
     if env:
         kubeconfig = Path(env).expanduser()

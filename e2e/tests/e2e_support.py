@@ -220,6 +220,13 @@ def wait_slices(target: Target, driver_name: str, timeout: float = 120) -> dict[
                        lambda slices: f"no ResourceSlice with devices of driver {driver_name} (have {len(slices)} slices)")
 
 
+def wait_claims_gone(target: Target, namespace: str, timeout: float = 60) -> None:
+    """Wait until the namespace has no ResourceClaims left (generated claims go with their pods)."""
+    resource = client.ResourceV1Api(target.api)
+    watch_until(target, resource.list_namespaced_resource_claim, (namespace,), lambda claims: not claims, timeout,
+                lambda claims: f"{namespace}: claims left after their pods were deleted: {sorted(claims)}")
+
+
 def claims_of(target: Target, pod: dict[str, Any]) -> list[dict[str, Any]]:
     """The ResourceClaims a pod uses (named ones and the ones generated from its templates)."""
     resource = client.ResourceV1Api(target.api)

@@ -12,7 +12,8 @@ import pytest
 
 from e2e_support import (
     EXAMPLES, Target, apply, as_pods, attribute, claims_of, delete, for_scheduler, iter_examples, load_manifests,
-    new_namespace, pod_spec_of, published_devices, results, serves_deployments, wait_pods_placed,
+    new_namespace, pod_spec_of, published_devices, results, serves_deployments, wait_claims_gone,
+    wait_pods_placed,
 )
 
 EXAMPLE_FILES = list(iter_examples())
@@ -71,6 +72,8 @@ def test_example_is_placed_with_the_devices_it_asks_for(installed: Target, path:
                     if wanted:
                         assert set(result.get("consumedCapacity", {})) >= set(wanted)
         _check_scenario(path, pods, target)
+        delete(target, namespace, objects)
+        wait_claims_gone(target, namespace)
     finally:
         delete(target, namespace, objects)
 

@@ -55,8 +55,9 @@ def test_an_unsatisfiable_claim_leaves_its_reason_on_the_pod(installed: Target) 
         condition = _unschedulable(pods["waits-for-mig"])
         assert condition is not None and condition["reason"] == "Unschedulable"
         message = condition.get("message", "")
-        print("MSG", message)
-        assert "mig" in message and "does not exist" not in message, f"the condition names the request: {condition}"
+        # e.g. "0/5 nodes are available: ... request mig: no device of class 'mig.nvidia.com' matches (...)"
+        assert "request mig" in message and "'mig.nvidia.com'" in message, f"the condition names the request: {condition}"
+        assert "does not exist" not in message
         assert not pods["waits-for-mig"]["spec"].get("nodeName")
         events = watch_until(
             target, core.list_namespaced_event, (namespace,),

@@ -153,9 +153,9 @@ def test_fgd_avoids_leaving_an_unusable_fragment(strategy):
     expected = {}
     for strat in (strategy, "binpack"):
         state = _cluster(node, PackingConfig(strategy=strat))
-        state.scorer.set_targets([(Shape(1000, 1024 * 2**20, (Request(1, 500, ("placeholder",)),)), 1.0)])
-        _place(state, "a", 400, strategy="binpack")
-        _place(state, "b", 500, strategy="binpack")
+        state.scorer.set_targets([(Shape(1000, 1024 * 2**20, (Request(1, 500),)), 1.0)])
+        _place(state, "a", 400, strategy="spread")
+        _place(state, "b", 500, strategy="spread")
         frees = dict(zip((d.name for d in state.nodes["node-a"].inventory.devices), state.nodes["node-a"].free))
         assert sorted(frees.values()) == [500, 600]
         _, (device,) = _place(state, "c", 100)

@@ -215,3 +215,35 @@ def test_other_schedulers_pods_are_left_alone(server, api: Api) -> None:
         bound(api, "ours")
     assert not api.pod("theirs")["spec"].get("nodeName")
     assert not (api.claim("c").get("status") or {}).get("allocation")
+
+
+def test_per_request_gpu_config_is_copied_into_the_allocation(server, api: Api) -> None:
+    api.create(node("n1"))
+    api.create(resource_slice("n1", gpu_devices("n1", 2)))
+    ts = {"apiVersion": "resource.nvidia.com/v1beta1", "kind": "GpuConfig",
+          "sharing": {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}}}
+    spec = {"devices": {
+        "requests": [{"name": "a", "exactly": {"deviceClassName": "gpu.nvidia.com"}},
+                     {"name": "b", "exactly": {"deviceClassName": "gpu.nvidia.com"}}],
+        "config": [{"requests": ["b"], "opaque": {"driver": D, "parameters": ts}}],
+    }}
+    api.create(claim("cfg", spec))
+    api.create(pod("p", {"gpu": "cfg"}))
+    with controller(server):
+        bound(api, "p")
+    alloc = api.claim("cfg")["status"]["allocation"]
+    assert sorted(r["request"] for r in alloc["devices"]["results"]) == ["a", "b"]
+    assert alloc["devices"]["config"] == [{"source": "FromClaim", "requests": ["b"],
+                                           "opaque": {"driver": D, "parameters": ts}}]
+
+
+def test_all_mode_takes_every_matching_device_of_the_node(server, api: Api) -> None:
+    api.create(node("n1"))
+    api.create(resource_slice("n1", gpu_devices("n1", 3)))
+    spec = {"devices": {"requests": [{"name": "all", "exactly": {"deviceClassName": "gpu.nvidia.com",
+                                                                 "allocationMode": "All"}}]}}
+    api.create(claim("everything", spec))
+    api.create(pod("p", {"gpu": "everything"}))
+    with controller(server):
+        bound(api, "p")
+    assert sorted(d[1] for d in devices_of(api, "everything")) == ["gpu-0", "gpu-1", "gpu-2"]

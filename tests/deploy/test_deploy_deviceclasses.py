@@ -67,3 +67,10 @@ def test_each_class_selects_exactly_its_devices(node_config: dict[str, Any], moc
             assert matches(compiled, device) is wanted, (device_class["metadata"]["name"], device.name)
             seen.add(kind)
     assert seen == types
+
+
+def test_static_manifests_equal_the_drivers_classes() -> None:
+    from deploy_support import REPO, load_manifests
+    from driver.devices.classes import device_classes
+
+    assert load_manifests(REPO / "deploy" / "deviceclasses" / "gpu.nvidia.com.yaml") == device_classes("gpu.nvidia.com")

@@ -317,6 +317,12 @@ def test_owner_references_are_garbage_collected(core: client.CoreV1Api) -> None:
              what="the sole dependent collected, the co-owned one kept")
 
 
+def test_object_created_with_a_dangling_owner_is_collected(core: client.CoreV1Api) -> None:
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": "00000000-dead-beef-0000-000000000000"}
+    core.create_namespaced_config_map("default", {"metadata": {"name": "orphaned", "ownerReferences": [ref]}})
+    wait_for(lambda: not core.list_namespaced_config_map("default").items, what="dangling dependent collected")
+
+
 def test_orphan_propagation_keeps_dependents(core: client.CoreV1Api) -> None:
     owner = core.create_namespaced_config_map("default", {"metadata": {"name": "owner"}})
     ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}

@@ -29,7 +29,7 @@ TEMPLATE = {"metadata": {"name": "one-gpu", "labels": {}},
 
 def _pod(name: str) -> dict[str, Any]:
     return {"metadata": {"name": name},
-            "spec": {"containers": [{"name": "main", "image": "cuda:12"}],
+            "spec": {"schedulerName": "gpu-dra-scheduler", "containers": [{"name": "main", "image": "cuda:12"}],
                      "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]}}
 
 
@@ -242,9 +242,6 @@ def test_deployment_creates_scales_and_deletes_pods(env: Env) -> None:
     made = wait_for(lambda: pods() if len(pods()) == 2 else None, what="two replicas")
     rs_name = made[0].metadata.owner_references[0].name
     assert rs_name.startswith("infer-") and made[0].metadata.labels["pod-template-hash"] in rs_name
-    for pod in made:
-        env.core.create_namespaced_pod_binding(pod.metadata.name, "default", {
-            "metadata": {"name": pod.metadata.name}, "target": {"name": "node-b"}}, _preload_content=False)
     wait_for(lambda: (apps.read_namespaced_deployment("infer", "default").status.available_replicas or 0) == 2,
              what="deployment available")
     apps.patch_namespaced_deployment("infer", "default", {"spec": {"replicas": 1}})
@@ -263,3 +260,23 @@ def test_claim_controller_retries_through_api_failures(env: Env) -> None:
     env.core.create_namespaced_pod("default", _pod("flaky"))
     name = env.claim_of("flaky")
     assert [c.metadata.name for c in env.dra.list_namespaced_resource_claim("default").items] == [name]
+
+
+def test_default_scheduler_places_pods_without_claims(env: Env) -> None:
+    small = {"metadata": {"name": "web"}, "spec": {"nodeSelector": {"zone": "a"}, "containers": [
+        {"name": "main", "image": "nginx", "resources": {"requests": {"cpu": "4", "memory": "1Gi"}}}]}}
+    env.core.create_namespaced_pod("default", small)
+    wait_for(lambda: env.phase("web") == "Running", what="pod scheduled and running")
+    assert env.core.read_namespaced_pod("web", "default").spec.node_name == "node-a"
+    assert [e.reason for e in env.events("web")][:1] == ["Scheduled"]
+    huge = {"metadata": {"name": "huge"}, "spec": {"containers": [
+        {"name": "main", "image": "nginx", "resources": {"requests": {"cpu": "13"}}}]}}
+    env.core.create_namespaced_pod("default", huge)  # node-a has 12 cpu left, node-b 8
+    event = wait_for(lambda: env.events("huge"), what="FailedScheduling")[0]
+    assert event.reason == "FailedScheduling" and "0/2 nodes are available: 2 Insufficient cpu or memory" in event.message
+    assert env.core.read_namespaced_pod("huge", "default").spec.node_name is None
+    with_claim = _pod("dra")
+    with_claim["spec"]["schedulerName"] = "default-scheduler"
+    env.core.create_namespaced_pod("default", with_claim)
+    event = wait_for(lambda: [e for e in env.events("dra") if e.reason == "FailedScheduling"], what="DRA warning")[0]
+    assert "gpu-dra-scheduler" in event.message

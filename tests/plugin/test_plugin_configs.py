@@ -23,6 +23,7 @@ DEVICES = {
                                               "GPU-22222222-2222-3333-4444-555555555555", "1g.10gb", 0),
     "gpu-3-ts-0": AllocatableDevice("gpu-3-ts-0", "replica", 3, 3, "GPU-3", "GPU-3", replica_index=0),
     "gpu-4": AllocatableDevice("gpu-4", "fractional", 4, 4, "GPU-4"),
+    "gpu-5": AllocatableDevice("gpu-5", "gpu", 5, 5, "GPU-5", lost=True),
 }
 
 
@@ -239,6 +240,9 @@ BAD_CLAIMS: list[tuple[str, Any, str]] = [
      f"{REF}: status.allocation.devices.results[0].pool: required non-empty string, got None"),
     ("unknown-device", claim([res("gpu-9")]),
      f"{REF}: status.allocation.devices.results[0].device: 'gpu-9' is not a device this node publishes in pool 'node-a'"),
+    ("lost-gpu", claim([res("gpu-5")]),
+     f"{REF}: status.allocation.devices.results[0].device: 'gpu-5' is on GPU GPU-5, which has fallen off the bus "
+     "(tainted gpu-lost); it cannot be prepared"),
     ("foreign-driver-only", claim([res(driver="gpu.intel.com")]),
      f"{REF}: no device of driver 'gpu.nvidia.com' allocated in pool 'node-a'"),
     ("other-node-pool", claim([res(pool="node-b")]),
@@ -308,3 +312,41 @@ def test_good_claim_plan_groups_by_config() -> None:
     assert [[d.device.name for d in g] for _, g in groups] == [["gpu-0", "gpu-1"], ["gpu-2-mig-1g10gb-19-0"]]
     assert groups[0][0].config.sharing.strategy == "MPS" and groups[1][0] is None
 
+
+
+# ---- fuzz: whatever arrives, the answer is a decoded config or a ConfigError/ClaimError -------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 200), st.floats(allow_nan=False, width=32),
+                     st.sampled_from(["TimeSlicing", "MPS", "Long", "Default", "1Gi", "-1", "50", "GPU-1", "0", API,
+                                      "GpuConfig", "MigDeviceConfig", "ReplicaConfig", "FractionalConfig", "Env"]))
+_keys = st.sampled_from(["apiVersion", "kind", "sharing", "strategy", "timeSlicingConfig", "interval", "mpsConfig",
+                         "defaultActiveThreadPercentage", "defaultPinnedDeviceMemoryLimit",
+                         "defaultPerDevicePinnedMemoryLimit", "enforcement", "0", "GPU-11111111-2222", "x"])
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(_keys, inner, max_size=5)), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.fixed_dictionaries({"apiVersion": st.just(API), "kind": st.sampled_from(
+    ["GpuConfig", "MigDeviceConfig", "ReplicaConfig", "FractionalConfig"])},
+    optional={"sharing": _json, "timeSlicingConfig": _json, "enforcement": _json, "x": _json}))
+def test_fuzzed_configs_decode_or_fail_cleanly(params: dict) -> None:
+    try:
+        decode_config(params)
+    except ConfigError as exc:
+        assert str(exc)
+
+
+@settings(max_examples=100, deadline=None)
+@given(results=st.lists(st.one_of(_json, st.fixed_dictionaries(
+    {"request": st.sampled_from(["gpu", "mig", ""]), "driver": st.just(DRIVER), "pool": st.just("node-a"),
+     "device": st.sampled_from(list(DEVICES) + ["gpu-9"])}, optional={"shareID": _scalars, "consumedCapacity": _json})),
+    max_size=3), config=_json)
+def test_fuzzed_claims_plan_or_fail_cleanly(results: list, config: object) -> None:
+    try:
+        plan_claim(claim(results, config), "default", "c", UID, DRIVER, "node-a", DEVICES)
+    except ClaimError as exc:
+        assert str(exc).startswith(REF)

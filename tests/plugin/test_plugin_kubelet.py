@@ -340,18 +340,24 @@ def test_health_events_taint_slices_and_stream(node: Any) -> None:
     ch.close()
 
 
-def test_lost_gpu_bumps_pool_generation(node: Any) -> None:
-    def pool() -> tuple[set[int], set[str]]:
+def test_lost_gpu_stays_published_with_a_taint(node: Any) -> None:
+    def pool() -> tuple[set[int], dict[str, list]]:
         slices = node.kube.list_slices("gpu.nvidia.com", "node-a")
-        return {s["spec"]["pool"]["generation"] for s in slices}, {d["name"] for s in slices for d in s["spec"].get("devices", [])}
+        return ({s["spec"]["pool"]["generation"] for s in slices},
+                {d["name"]: d.get("taints", []) for s in slices for d in s["spec"].get("devices", [])})
 
-    gens, names = pool()
-    assert gens == {1} and "gpu-0" in names
+    gens, devices = pool()
+    assert gens == {1} and devices["gpu-0"] == []
+    claim = create_claim(node.kube, "on-lost", [result("gpu-0")])
     node.plugin.backend.lose_gpu(0)
-    # Slices of one pool change one by one; consumers use the newest generation once complete.
-    gens2, names2 = wait_for(lambda: (p := pool())[0] == {2} and p, what="every slice at generation 2")
-    assert names2 == names - {"gpu-0"}
-    assert node.plugin.board.unhealthy() == ["gpu-0"]  # still listed for the pods that hold it
+    gens2, devices2 = wait_for(lambda: (p := pool())[1]["gpu-0"] and p, what="gpu-lost taint")
+    assert gens2 == {1} and set(devices2) == set(devices)  # same device set: same generation
+    assert [(t["key"], t["value"], t["effect"]) for t in devices2["gpu-0"]] == [("gpu.nvidia.com/gpu-lost", "true", "NoSchedule")]
+    assert all(not taints for name, taints in devices2.items() if name != "gpu-0")
+    assert node.plugin.board.unhealthy() == ["gpu-0"]
+    err = node.kubelet.prepare([claim]).claims[uid(claim)].error
+    assert err.endswith("'gpu-0' is on GPU " + node.plugin.devices()["gpu-0"].uuid +
+                        ", which has fallen off the bus (tainted gpu-lost); it cannot be prepared")
 
 
 def test_publisher_survives_api_errors(node: Any, api: Any) -> None:

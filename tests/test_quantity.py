@@ -30,3 +30,9 @@ def test_parse_rejects_with_field_name(bad: str) -> None:
 def test_format_round_trip() -> None:
     for text in ["80Gi", "250m", "7", "1Ki", "0", "3n"]:
         assert format_quantity(parse_quantity(text)) == text
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan"), True, None, [1]])
+def test_parse_rejects_non_quantities(bad: object) -> None:
+    with pytest.raises(QuantityError, match="capacity.compute"):
+        parse_quantity(bad, field="capacity.compute")  # type: ignore[arg-type]

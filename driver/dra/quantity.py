@@ -44,6 +44,8 @@ def parse_quantity(value: str | int | float | Fraction, field: str = "quantity")
     if isinstance(value, int):
         return Fraction(value)
     if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise QuantityError(f"{field}: expected a finite quantity, got {value!r}")
         return Fraction(str(value))
     if not isinstance(value, str):
         raise QuantityError(f"{field}: expected a quantity string such as '10Gi', got {type(value).__name__}")

@@ -179,6 +179,10 @@ class _Handler(BaseHTTPRequestHandler):
         dry_run = bool(query.get("dryRun"))
         if route.compat and isinstance(body, dict):
             body["apiVersion"] = res.api_version
+        if sub == "binding" and method != "POST":
+            raise errors.method_not_allowed(f"{method} is not supported on pods/binding (only create)")
+        if sub == "status" and method not in ("GET", "PUT", "PATCH"):
+            raise errors.method_not_allowed(f"{method} is not supported on {route.res.plural}/status")
         if watching:
             self._watch(route, query)
         elif method == "GET" and name and table.wants_table(self.headers.get("Accept")):
@@ -241,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
             limit = int(query.get("limit") or 0)
         except ValueError:
             raise errors.bad_request(f"limit: expected an integer, got {query.get('limit')!r}") from None
+        if limit < 0:
+            raise errors.bad_request(f"limit: expected a non-negative integer, got {limit}")
         rv_text = query.get("resourceVersion", "")
         if rv_text not in ("", "0"):
             try:

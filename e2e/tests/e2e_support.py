@@ -8,6 +8,7 @@ local cluster (driver.local) that CI uses.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -112,6 +113,14 @@ def delete(target: Target, namespace: str, objects: list[dict[str, Any]]) -> Non
                    stdin=yaml.safe_dump_all(objects), timeout=180)
 
 
+class _RawWatch(watch.Watch):
+    """A watch that yields the API's JSON as plain dicts: the client's model deserialization does
+    not know every resource.k8s.io/v1 kind by the name its watch looks up (ResourceClaim)."""
+
+    def get_return_type(self, func: Callable[..., Any]) -> None:
+        return None
+
+
 def watch_until(target: Target, list_call: Callable[..., Any], args: tuple[Any, ...], done: Callable[[dict[str, dict[str, Any]]], bool],
                 timeout: float, what: Callable[[dict[str, dict[str, Any]]], str]) -> dict[str, dict[str, Any]]:
     """List, then watch from that list's resourceVersion, until `done(objects by name)` holds.
@@ -120,17 +129,19 @@ def watch_until(target: Target, list_call: Callable[..., Any], args: tuple[Any, 
     as soon as the cluster reaches the state and never depends on how long a step "usually" takes.
     """
     deadline = time.monotonic() + timeout
-    listed = target.api.sanitize_for_serialization(list_call(*args))
+    listed = json.loads(list_call(*args, _preload_content=False).data)
     objects = {o["metadata"]["name"]: o for o in listed["items"]}
     version = listed["metadata"]["resourceVersion"]
     while not done(objects):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AssertionError(f"timed out after {timeout:.0f}s: {what(objects)}")
-        stream = watch.Watch().stream(list_call, *args, resource_version=version,
-                                      timeout_seconds=max(1, int(remaining)), _request_timeout=remaining + 5)
+        stream = _RawWatch().stream(list_call, *args, resource_version=version,
+                                    timeout_seconds=max(1, int(remaining)), _request_timeout=remaining + 5)
         for event in stream:
-            obj = target.api.sanitize_for_serialization(event["object"])
+            obj = event["object"]
+            if event["type"] == "ERROR":
+                raise AssertionError(f"watch failed: {obj}")
             version = obj["metadata"].get("resourceVersion", version)
             if event["type"] == "DELETED":
                 objects.pop(obj["metadata"]["name"], None)

@@ -57,7 +57,8 @@ def test_only_the_leader_schedules_and_a_standby_takes_over(server, api: Api) ->
             api.create(claim(f"c{i}", claim_spec()))
             api.create(pod(f"p{i}", {"gpu": f"c{i}"}))
         wait_for(lambda: all(api.pod(f"p{i}")["spec"].get("nodeName") for i in range(3)), 10, "pods bound")
-        assert leader.scheduled == 3 and standby.scheduled == 0 and not standby.is_leader()
+        wait_for(lambda: leader.scheduled == 3, 10, "the leader to count its bindings")
+        assert standby.scheduled == 0 and not standby.is_leader()
         holder = api.kube.call(api.kube.coordination.read_namespaced_lease, "gpu-dra-test", "default")
         assert holder["spec"]["holderIdentity"] == leader.cfg.leader.identity
         leader.stop()  # releases the Lease: the standby must not wait for it to expire
@@ -66,6 +67,6 @@ def test_only_the_leader_schedules_and_a_standby_takes_over(server, api: Api) ->
             api.create(claim(f"c{i}", claim_spec()))
             api.create(pod(f"p{i}", {"gpu": f"c{i}"}))
         wait_for(lambda: all(api.pod(f"p{i}")["spec"].get("nodeName") for i in range(3, 5)), 10, "pods bound")
-        assert standby.scheduled == 2
+        wait_for(lambda: standby.scheduled == 2, 10, "the new leader to count its bindings")
     devices = allocated_devices(api)
     assert len(devices) == 5 and len(set(devices)) == 5

@@ -25,7 +25,7 @@ from driver.allocator.inventory import NodeInventory
 from driver.allocator.scoring import ConfigError, Evaluation, NodeClass, PackingConfig, Request, Scorer, Shape, strategy_for
 from driver.allocator.usage import NodeUsage, Pick
 from driver.allocator import score_adapter as adapter
-from driver.allocator.allocate import AllocationFailure, AllocationResult, allocate
+from driver.allocator.allocate import AllocationFailure, AllocationResult, allocate, allocated_on_node
 
 logger = log.get(__name__)
 
@@ -215,7 +215,10 @@ class ClusterState:
         node.used_cpu += sign * requests.cpu
         node.used_memory += sign * requests.memory
         node.used_pods += sign * requests.pods
-        node.free = _device_free(node.inventory, node.usage)
+        free = list(node.free)
+        for p in picks:  # only the picked devices changed
+            free[p.device.index] = adapter.device_free(p.device, node.usage)
+        node.free = tuple(free)
         self._regroup(node)
 
     def commit(self, placement: Placement) -> None:
@@ -290,6 +293,12 @@ class ClusterState:
 # ---- scheduling --------------------------------------------------------------------------------
 
 
+def _fits_labels(selector: dict, affinity: Any, pinned_ok: Any, node: NodeState) -> bool:
+    if not nodefit.labels_match(selector, affinity, node.name, node.labels):
+        return False
+    return pinned_ok is None or pinned_ok(node.name, node.labels)
+
+
 def _summary(total: int, counts: dict[str, int]) -> str:
     parts = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return f"0/{total} nodes are available: {parts}" if parts else f"0/{total} nodes are available"
@@ -323,9 +332,12 @@ def _allocate_on(node: NodeState, prepared: Any, shape: Shape, ev: Evaluation, s
 
 def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: ClusterState,
              classes: Mapping[str, Mapping[str, Any]] | None = None, config: PackingConfig | None = None,
-             now: str | None = None, observe: bool = True) -> Placement | Unschedulable:
+             now: str | None = None, observe: bool = True,
+             allocated: list[Mapping[str, Any]] = ()) -> Placement | Unschedulable:
     """Choose the node and devices for `pod` whose not yet allocated claims are `claims`.
 
+    `allocated` are the pod's claims that already carry an allocation (shared with another pod):
+    they are not allocated again, and the pod can only go where their allocations point.
     Changes nothing in `state` but the learned workload (`observe`: the pod counts as arrived);
     call `state.commit(placement)` once its allocations are written. `classes` (DeviceClass dicts
     by name) and `config` default to the state's own.
@@ -343,7 +355,14 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
     if observe:
         scorer.observe(shape)
     selector, affinity = nodefit.label_requirements(pod)
-    has_labels = bool(selector) or affinity is not None
+    if allocated:  # pinned by a shared claim: fold it into the label requirements
+        pinned = list(allocated)
+
+        def pinned_ok(node_name: str, labels: Mapping[str, str]) -> bool:
+            return all(allocated_on_node(c, node_name, labels) for c in pinned)
+    else:
+        pinned_ok = None  # type: ignore[assignment]
+    has_labels = bool(selector) or affinity is not None or bool(allocated)
 
     ranking = state.ranking(strategy, shape, scorer.cache_key(strategy, shape))
     heap = ranking.heap
@@ -367,7 +386,7 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
             if not ok:
                 continue
         for node in list(group.nodes.values()):
-            if has_labels and not nodefit.labels_match(selector, affinity, node.name, node.labels):
+            if has_labels and not _fits_labels(selector, affinity, pinned_ok, node):
                 continue
             result = _allocate_on(node, prepared, shape, ev, scorer, strategy, now)
             if not result:
@@ -386,24 +405,31 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
         return Unschedulable(name, len(state.nodes), {permanent: len(state.nodes)})
 
     def explain() -> dict[str, int]:
-        return _reasons(pod, state, prepared, requests, shape, selector, affinity, failures, now)
+        return _reasons(pod, state, prepared, requests, shape, selector, affinity, failures, now, pinned_ok)
 
     return Unschedulable(name, len(state.nodes), None, explain)
 
 
 def _reasons(pod: Mapping[str, Any], state: ClusterState, prepared: Any, requests: nodefit.Resources, shape: Shape,
-             selector: dict, affinity: Any, failures: dict[Any, str], now: str | None) -> dict[str, int]:
+             selector: dict, affinity: Any, failures: dict[Any, str], now: str | None,
+             pinned_ok: Callable[[str, Mapping[str, str]], bool] | None = None) -> dict[str, int]:
     """Nodes per reason; device reasons come from the real allocator, run on one node per group."""
-    has_labels = bool(selector) or affinity is not None
+    has_labels = bool(selector) or affinity is not None or pinned_ok is not None
     counts: dict[str, int] = {}
     for group in state.groups.values():
         nodes = list(group.nodes.values())
         if has_labels:
-            misfits = sum(1 for n in nodes if not nodefit.labels_match(selector, affinity, n.name, n.labels))
+            misfits = sum(1 for n in nodes if not _fits_labels(selector, affinity, None, n))
             if misfits:
                 key = "node(s) didn't match node selector/affinity"
                 counts[key] = counts.get(key, 0) + misfits
-            rest = len(nodes) - misfits
+            away = 0
+            if pinned_ok is not None:
+                away = sum(1 for n in nodes if _fits_labels(selector, affinity, None, n) and not pinned_ok(n.name, n.labels))
+                if away:
+                    key = "node(s) not where the pod's allocated claim is"
+                    counts[key] = counts.get(key, 0) + away
+            rest = len(nodes) - misfits - away
         else:
             rest = len(nodes)
         if not rest:

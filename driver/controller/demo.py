@@ -10,6 +10,7 @@ workload shows the difference: binpack touches the fewest GPUs, spread the most.
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -188,8 +189,11 @@ def run_strategy(strategy: str, cluster: str | None = None, timeout: float = 120
                       f"  kubectl --kubeconfig {lc.kubeconfig} get pods -n {NAMESPACE} -o wide\n"
                       f"  gpu-dra status --kubeconfig {lc.kubeconfig}\nPress Ctrl-C to stop.\n")
             out.flush()
+            stop = threading.Event()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
-                threading.Event().wait()
+                stop.wait()
             except KeyboardInterrupt:
                 pass
         return outcome

@@ -102,7 +102,10 @@ class Controller:
         starts scheduling at once, unless `lead=False` (then call `lead()`: benchmarks time from there)."""
         for inf in self.informers:
             inf.start()
-        if not wait_all_synced(self.informers, self.cfg.sync_timeout):
+        # Templates only sharpen a message ("template not found"); without RBAC for them the
+        # controller still works, so they do not hold up the start.
+        required = [inf for inf in self.informers if inf is not self.templates]
+        if not wait_all_synced(required, self.cfg.sync_timeout):
             self.stop()
             raise TimeoutError(f"controller: caches not synced within {self.cfg.sync_timeout}s (is the API reachable?)")
         logger.info(
@@ -149,7 +152,7 @@ class Controller:
         return self._leading.is_set()
 
     def healthy(self) -> bool:
-        return not self._stop.is_set() and all(inf.wait_synced(0) for inf in self.informers)
+        return not self._stop.is_set() and all(inf.wait_synced(0) for inf in self.informers if inf is not self.templates)
 
     def _started_leading(self) -> None:
         if self.cfg.leader is not None:
@@ -325,7 +328,8 @@ class Controller:
                 return  # its binder re-queues it if the writes fail
         started = time.monotonic()
         self._first_try.setdefault(key, started)
-        claims, why, user_error = resolve_claims(pod, self.claims.get, self.templates.get)
+        templates = self.templates.get if self.templates.wait_synced(0) else None
+        claims, why, user_error = resolve_claims(pod, self.claims.get, templates)
         if why is not None:
             self.metrics.attempts.labels("waiting").inc()
             if user_error:
@@ -473,9 +477,9 @@ class Controller:
                 continue
             if self._pod_alive(claim["metadata"].get("namespace", ""), ref):
                 live.add(ref.get("uid", ""))
-        # Never touch a claim a binder of ours is writing right now.
+        # Leave claims our binders are writing right now alone: their writes trigger another look.
         with self._lock:
-            if live & self._in_flight or any(u in self._in_flight for u in live):
+            if live & self._in_flight:
                 return
         if claim["metadata"]["uid"] in self.view.assumed_claims:
             return

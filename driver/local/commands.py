@@ -25,7 +25,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     bench.add_argument("--repeats", type=int, default=5, help="lists timed (default 5)")
     bench.add_argument("--models", action="store_true", help="also time one list into client models (slow)")
     bench.set_defaults(func=_bench)
-    local.set_defaults(func=lambda args: (local.print_help(), 2)[1])
+
+    def _help(_args: argparse.Namespace) -> int:
+        local.print_help()
+        return 2
+
+    local.set_defaults(func=_help)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ compatibility) re-encode.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import sys
 import threading
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from driver import log
-from driver.local import discovery, errors, routes, selectors, table
+from driver.local import discovery, errors, routes, selectors, table, validation
 from driver.local.routes import Route
 from driver.local.faults import Faults
 from driver.local.store import Store, dumps
@@ -44,6 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, content_type: str = JSON) -> None:
         self.send_response(code)
+        for warning in getattr(self, "warnings", ()):
+            escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+            self.send_header("Warning", f'299 - "{escaped}"')
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-cache, private")
@@ -98,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        self.warnings: list[str] = []
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         try:
@@ -202,10 +207,10 @@ class _Handler(BaseHTTPRequestHandler):
             store.bind(ns, name, body)
             self._send_obj(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
         elif method == "POST" and not name:
-            self._check_kind(route, body)
+            self._check_kind(route, body, query)
             self._reply(route, 201, store.create(res, ns, body, dry_run))
         elif method == "PUT" and name:
-            self._check_kind(route, body)
+            self._check_kind(route, body, query)
             self._reply(route, 200, store.update(res, ns, name, body, sub, dry_run))
         elif method == "PATCH" and name:
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -224,13 +229,20 @@ class _Handler(BaseHTTPRequestHandler):
             obj = dict(obj, apiVersion=route.res.api_version)
         self._send_obj(code, obj)
 
-    @staticmethod
-    def _check_kind(route: Route, body: Any) -> None:
+    def _check_kind(self, route: Route, body: Any, query: dict[str, str]) -> None:
+        """The body is an object of the URL's kind; unknown fields per `fieldValidation`."""
         if not isinstance(body, dict):
             raise errors.bad_request(f"the request body must be a {route.res.kind} object")
         kind = body.get("kind")
         if kind not in (None, "", route.res.kind):
             raise errors.bad_request(f"the kind of the object ({kind}) does not match the URL ({route.res.kind})")
+        mode = query.get("fieldValidation") or "Warn"
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise errors.bad_request(f"fieldValidation: expected Strict, Warn or Ignore, got {mode!r}")
+        unknown = [] if mode == "Ignore" else validation.unknown_fields(route.res.kind, body)
+        if unknown and mode == "Strict":
+            raise errors.bad_request("strict decoding error: " + ", ".join(unknown))
+        self.warnings += unknown
 
     def _predicate(self, route: Route, query: dict[str, str]) -> selectors.Predicate | None:
         return selectors.combine(
@@ -308,6 +320,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def _client_gone(self) -> bool:
+        """True when the watching client has closed its end (checked while the watch is idle)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def _watch(self, route: Route, query: dict[str, str]) -> None:
         store: Store = self.server.store
         pred = self._predicate(route, query)
@@ -382,6 +402,8 @@ class _Handler(BaseHTTPRequestHandler):
                     send("ERROR", dumps(err.status()))
                     break
                 if events is None:
+                    break
+                if not events and self._client_gone():
                     break
                 for etype, obj, raw in events:
                     send_obj(etype, obj, raw)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from driver import log
-from driver.local import errors, strategy
+from driver.local import errors, gc, strategy
 from driver.local.resources import RESOURCES, Resource
 from driver.local.selectors import Predicate
 
@@ -35,7 +35,7 @@ logger = log.get(__name__)
 
 Key = tuple[str, str]  # (namespace or "", name)
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-FOREGROUND = "foregroundDeletion"
+FOREGROUND = gc.FOREGROUND
 
 
 def now_rfc3339(offset_s: float = 0) -> str:
@@ -67,6 +67,7 @@ class Collection:
     raw: dict[Key, bytes] = field(default_factory=dict)
     events: collections.deque[Event] = field(default_factory=collections.deque)
     compacted_rv: int = 0  # events at or below this may have been dropped
+    changed: threading.Condition | None = None  # on the store's lock; wakes this collection's watchers only
 
 
 @dataclass
@@ -88,10 +89,11 @@ class Store:
 
     def __init__(self, history: int = 10000) -> None:
         self.history = history
-        self.cond = threading.Condition(threading.RLock())
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)  # `with store.cond` = hold the store lock
         self.rv = 1
         self.stopped = False
-        self._collections = {r.key: Collection(r) for r in RESOURCES}
+        self._collections = {r.key: Collection(r, changed=threading.Condition(self.lock)) for r in RESOURCES}
         self._uids: dict[str, tuple[str, Key]] = {}
         self._dependents: dict[str, set[tuple[str, Key]]] = collections.defaultdict(set)
         self._gc_queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
@@ -105,7 +107,9 @@ class Store:
         """Stop the GC worker and wake every watcher so that they end."""
         with self.cond:
             self.stopped = True
-            self.cond.notify_all()
+            for coll in self._collections.values():
+                assert coll.changed is not None
+                coll.changed.notify_all()
         self._gc_queue.put(None)
         self._gc_thread.join(timeout=5)
 
@@ -232,7 +236,8 @@ class Store:
         coll.events.append(Event(self.rv, etype, event_obj, prev, raw))
         if len(coll.events) > self.history:
             coll.compacted_rv = coll.events.popleft().rv
-        self.cond.notify_all()
+        assert coll.changed is not None
+        coll.changed.notify_all()
         return event_obj
 
     def _index_owners(self, res: Resource, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
@@ -439,7 +444,7 @@ class Store:
             if dry_run:
                 return old, False
             if propagation == "Orphan":
-                self._orphan(meta["uid"])
+                gc.orphan(self, meta["uid"])
             if propagation == "Foreground" and self._dependents.get(meta["uid"]) and not meta.get("deletionTimestamp"):
                 new = copy.deepcopy(old)
                 new["metadata"]["deletionTimestamp"] = now_rfc3339()
@@ -472,19 +477,6 @@ class Store:
                 except errors.ApiError:
                     pass
 
-    def _orphan(self, owner_uid: str) -> None:
-        for res_key, key in list(self._dependents.get(owner_uid, ())):
-            coll = self._collections[res_key]
-            old = coll.objects.get(key)
-            if old is None:
-                continue
-            new = copy.deepcopy(old)
-            refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
-            new["metadata"]["ownerReferences"] = refs
-            if not refs:
-                del new["metadata"]["ownerReferences"]
-            self._commit(coll, key, new, "MODIFIED", old)
-
     # --- garbage collection --------------------------------------------------------------
 
     def _gc_loop(self) -> None:
@@ -499,66 +491,14 @@ class Store:
                     if self.stopped:
                         return
                     if kind == "gone":
-                        self._collect(uid)
+                        gc.collect(self, uid)
                     elif kind == "foreground":
-                        self._delete_dependents(uid)
-                        self._finish_foreground(uid)
+                        gc.delete_dependents(self, uid)
+                        gc.finish_foreground(self, uid)
                     else:
-                        self._finish_foreground(uid)
+                        gc.finish_foreground(self, uid)
             except Exception:  # the collector must outlive one bad object
                 logger.exception("gc_failed", owner_uid=uid, step=kind)
-
-    def _collect(self, owner_uid: str) -> None:
-        for res_key, key in list(self._dependents.pop(owner_uid, ())):
-            coll = self._collections[res_key]
-            obj = coll.objects.get(key)
-            if obj is None:
-                continue
-            owners = [r.get("uid") for r in obj["metadata"].get("ownerReferences") or []]
-            if any(u in self._uids for u in owners):
-                continue
-            logger.debug("gc_delete", resource=res_key, namespace=key[0], name=key[1], owner_uid=owner_uid)
-            try:
-                self.delete(coll.resource, key[0], key[1])
-            except errors.ApiError:
-                pass
-
-    def _delete_dependents(self, owner_uid: str) -> None:
-        """Foreground: delete the dependents now; ones with another live owner only lose the reference."""
-        for res_key, key in list(self._dependents.get(owner_uid, ())):
-            coll = self._collections[res_key]
-            obj = coll.objects.get(key)
-            if obj is None:
-                continue
-            others = [r.get("uid") for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
-            if any(u in self._uids for u in others):
-                new = copy.deepcopy(obj)
-                new["metadata"]["ownerReferences"] = [r for r in new["metadata"]["ownerReferences"]
-                                                      if r.get("uid") != owner_uid]
-                self._commit(coll, key, new, "MODIFIED", obj)
-                continue
-            try:
-                self.delete(coll.resource, key[0], key[1])
-            except errors.ApiError:
-                pass
-
-    def _finish_foreground(self, owner_uid: str) -> None:
-        """Remove the foregroundDeletion finalizer once no dependent blocks its owner."""
-        where = self._uids.get(owner_uid)
-        if where is None:
-            return
-        coll = self._collections[where[0]]
-        owner = coll.objects[where[1]]
-        if FOREGROUND not in (owner["metadata"].get("finalizers") or []):
-            return
-        for res_key, key in self._dependents.get(owner_uid, ()):
-            dep = self._collections[res_key].objects.get(key)
-            refs = (dep or {}).get("metadata", {}).get("ownerReferences") or []
-            if any(r.get("uid") == owner_uid and r.get("blockOwnerDeletion") for r in refs):
-                return
-        new = copy.deepcopy(owner)
-        new["metadata"]["finalizers"] = [f for f in new["metadata"]["finalizers"] if f != FOREGROUND]
-        self._finish_update(coll, where[1], owner, new, False)
 
     def exists_uid(self, uid: str) -> bool:
         with self.cond:

@@ -416,3 +416,30 @@ def validate_dra(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> 
             causes.append(("spec.extendedResourceName", f"Invalid value: {ext!r}: {_qualified_name_errors(ext)}"))
         return causes
     return []
+
+
+# --- field validation (unknown fields) --------------------------------------------------------
+
+_OBJECT_META = {"name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+                "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
+                "ownerReferences", "finalizers", "managedFields"}
+_TOP_LEVEL = {
+    "ConfigMap": {"data", "binaryData", "immutable"},
+    "Event": {"involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count", "type",
+              "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"},
+    "DeviceClass": {"spec"}, "ResourceClaimTemplate": {"spec"}, "ResourceSlice": {"spec"}, "Lease": {"spec"},
+}
+
+
+def unknown_fields(kind: str, obj: dict[str, Any]) -> list[str]:
+    """Top-level and metadata fields the kind does not have (what `fieldValidation` reports).
+
+    Only these two levels are checked: deeper schemas are not published by this server, and a
+    typo at the top (`sepc:`) is the one that silently drops a whole spec.
+    """
+    allowed = {"apiVersion", "kind", "metadata"} | _TOP_LEVEL.get(kind, {"spec", "status"})
+    found = [f'unknown field "{key}"' for key in obj if key not in allowed]
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        found += [f'unknown field "metadata.{key}"' for key in meta if key not in _OBJECT_META]
+    return found

@@ -58,7 +58,8 @@ class Watch:
         with self.store.cond:
             if self.last_rv < self.coll.compacted_rv:
                 raise errors.expired(f"too old resource version: {self.last_rv} ({self.coll.compacted_rv})")
-            self.store.cond.wait_for(
+            assert self.coll.changed is not None
+            self.coll.changed.wait_for(
                 lambda: self.store.stopped or (self.coll.events and self.coll.events[-1].rv > self.last_rv), timeout)
             if self.store.stopped:
                 return None

@@ -184,3 +184,18 @@ def test_never_overcommits_a_gpu():
             state.commit(result)
             placed += 1
     assert placed == 3 and state.used_gpu_milli() == 900
+
+
+def test_pod_with_an_allocated_shared_claim_goes_where_it_points():
+    state = _state([T4, V100])
+    pod, claims = _pod("first", spec=("V100M16",))
+    first = schedule(pod, claims, state)
+    state.commit(first)
+    shared = dict(claims[0], status={"allocation": first.allocations["first-gpu"]})
+    second, _ = _pod("second", gpus=0, milli=0)
+    result = schedule(second, [], state, allocated=[shared])
+    assert isinstance(result, Placement) and result.node == "v100" and result.allocations == {}
+    tight = [tr.TraceNode("t4", 8000, 32768, 2, "T4"), tr.TraceNode("v100", 500, 65536, 4, "V100M16")]
+    state = _state(tight)
+    result = schedule(second, [], state, allocated=[shared])
+    assert result.counts == {"node(s) not where the pod's allocated claim is": 1, "insufficient cpu": 1}

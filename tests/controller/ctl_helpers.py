@@ -170,7 +170,7 @@ class Api:
         self.kube.call(self.kube.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

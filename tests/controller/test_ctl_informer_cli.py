@@ -26,16 +26,16 @@ def test_informer_relists_after_410_and_reports_missed_deletions(server, api: Ap
     try:
         assert inf.wait_synced(10)
         rule = server.faults.set(verb="watch", resource="nodes", error_rate=1.0)
-        wait_for(lambda: inf.failures > 0, 10, "the watch to be cut off")
+        wait_for(lambda: inf.failures > 0, 20, "the watch to be cut off")
         api.kube.call(api.kube.core.delete_node, "a")
         api.create(node("b"))
         server.store.compact()  # the history the informer would resume from is gone
         server.faults.remove(rule)
-        wait_for(lambda: inf.relists > 0 and inf.get("b") is not None, 10, "re-list after 410")
+        wait_for(lambda: inf.relists > 0 and inf.get("b") is not None, 20, "re-list after 410")
         assert inf.get("a") is None
         assert ("DELETED", "a") in seen and ("ADDED", "b") in seen
         api.create(node("c"))  # and the watch resumes after the re-list
-        wait_for(lambda: inf.get("c") is not None, 10, "watch resumed")
+        wait_for(lambda: inf.get("c") is not None, 20, "watch resumed")
     finally:
         inf.stop()
 
@@ -46,7 +46,7 @@ def test_metrics_and_healthz(server, api: Api) -> None:
     api.create(claim("c", claim_spec()))
     api.create(pod("p", {"gpu": "c"}))
     with controller(server) as c:
-        wait_for(lambda: api.pod("p")["spec"].get("nodeName"), 10, "bound")
+        wait_for(lambda: api.pod("p")["spec"].get("nodeName"), 20, "bound")
         http = MetricsServer(c.metrics, c.healthy, port=0, host="127.0.0.1")
         try:
             base = f"http://127.0.0.1:{http.port}"
@@ -71,7 +71,7 @@ def test_status_command_table_and_json(server, api: Api, capsys: pytest.CaptureF
     api.create(claim("c", claim_spec()))
     api.create(pod("p", {"gpu": "c"}))
     with controller(server):
-        wait_for(lambda: api.pod("p")["spec"].get("nodeName"), 10, "bound")
+        wait_for(lambda: api.pod("p")["spec"].get("nodeName"), 20, "bound")
     kc = str(server.kubeconfig_path)
     assert main(["status", "--kubeconfig", kc]) == 0
     out = capsys.readouterr().out

@@ -78,7 +78,7 @@ def test_racing_controllers_with_faults_never_double_allocate(server, api: Api, 
             names.append(f"p{i}")
 
     with controller(server, leader=lease("a")) as a, controller(server, leader=lease("b")) as b:
-        first = wait_for(lambda: a if a.is_leader() else b if b.is_leader() else None, 10, "a leader")
+        first = wait_for(lambda: a if a.is_leader() else b if b.is_leader() else None, 20, "a leader")
         submit(12)
         first.stop()  # failover while pods are being scheduled
         submit(12)

@@ -27,7 +27,7 @@ def test_restart_rebuilds_from_api_and_never_double_allocates(server, api: Api) 
         api.create(pod(f"p{i}", {"gpu": f"c{i}"}))
     with controller(server):
         for i in range(2):
-            wait_for(lambda i=i: api.pod(f"p{i}")["spec"].get("nodeName"), 10, f"p{i} bound")
+            wait_for(lambda i=i: api.pod(f"p{i}")["spec"].get("nodeName"), 20, f"p{i} bound")
     # The first controller is gone; more pods than free GPUs arrive while nothing schedules.
     for i in range(2, 5):
         api.create(claim(f"c{i}", claim_spec()))
@@ -48,25 +48,25 @@ def test_only_the_leader_schedules_and_a_standby_takes_over(server, api: Api) ->
 
     def lease(identity: str) -> LeaseConfig:
         return LeaseConfig(name="gpu-dra-test", namespace="default", identity=identity,
-                           lease_duration=3.0, renew_deadline=2.0, retry_period=0.1)
+                           lease_duration=8.0, renew_deadline=5.0, retry_period=0.1)
 
     with controller(server, leader=lease("a")) as a, controller(server, leader=lease("b")) as b:
-        leader = wait_for(lambda: a if a.is_leader() else b if b.is_leader() else None, 10, "a leader")
+        leader = wait_for(lambda: a if a.is_leader() else b if b.is_leader() else None, 20, "a leader")
         standby = b if leader is a else a
         for i in range(3):
             api.create(claim(f"c{i}", claim_spec()))
             api.create(pod(f"p{i}", {"gpu": f"c{i}"}))
-        wait_for(lambda: all(api.pod(f"p{i}")["spec"].get("nodeName") for i in range(3)), 10, "pods bound")
-        wait_for(lambda: leader.scheduled == 3, 10, "the leader to count its bindings")
+        wait_for(lambda: all(api.pod(f"p{i}")["spec"].get("nodeName") for i in range(3)), 20, "pods bound")
+        wait_for(lambda: leader.scheduled == 3, 20, "the leader to count its bindings")
         assert standby.scheduled == 0 and not standby.is_leader()
         holder = api.kube.call(api.kube.coordination.read_namespaced_lease, "gpu-dra-test", "default")
         assert holder["spec"]["holderIdentity"] == leader.cfg.leader.identity
         leader.stop()  # releases the Lease: the standby must not wait for it to expire
-        wait_for(standby.is_leader, 2.5, "standby to lead")
+        wait_for(standby.is_leader, 5.0, "standby to lead before the Lease (8 s) could expire")
         for i in range(3, 5):
             api.create(claim(f"c{i}", claim_spec()))
             api.create(pod(f"p{i}", {"gpu": f"c{i}"}))
-        wait_for(lambda: all(api.pod(f"p{i}")["spec"].get("nodeName") for i in range(3, 5)), 10, "pods bound")
-        wait_for(lambda: standby.scheduled == 2, 10, "the new leader to count its bindings")
+        wait_for(lambda: all(api.pod(f"p{i}")["spec"].get("nodeName") for i in range(3, 5)), 20, "pods bound")
+        wait_for(lambda: standby.scheduled == 2, 20, "the new leader to count its bindings")
     devices = allocated_devices(api)
     assert len(devices) == 5 and len(set(devices)) == 5

@@ -15,7 +15,7 @@ from ctl_helpers import (
 FINALIZER = "resource.kubernetes.io/delete-protection"
 
 
-def bound(api: Api, name: str, timeout: float = 10.0) -> str:
+def bound(api: Api, name: str, timeout: float = 20.0) -> str:
     return wait_for(lambda: api.pod(name)["spec"].get("nodeName"), timeout, f"pod {name} bound")
 
 
@@ -135,8 +135,8 @@ def test_unknown_attribute_keeps_pod_pending_with_reason(server, api: Api) -> No
     api.create(pod("p", {"gpu": "bad"}))
     with controller(server):
         cond = wait_for(lambda: next((c for c in (api.pod("p").get("status") or {}).get("conditions") or []
-                                      if c["type"] == "PodScheduled"), None), 10, "PodScheduled condition")
-        events = wait_for(lambda: [e for e in api.events() if e["reason"] == "FailedScheduling"], 10, "event")
+                                      if c["type"] == "PodScheduled"), None), 20, "PodScheduled condition")
+        events = wait_for(lambda: [e for e in api.events() if e["reason"] == "FailedScheduling"], 20, "event")
     assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
     assert "noSuchAttribute" in cond["message"]
     assert "noSuchAttribute" in events[0]["message"] and events[0]["involvedObject"]["name"] == "p"
@@ -150,7 +150,7 @@ def test_missing_claim_reported_then_scheduled_once_created(server, api: Api) ->
     api.create(pod("p", {"gpu": "later"}))
     with controller(server):
         cond = wait_for(lambda: next((c for c in (api.pod("p").get("status") or {}).get("conditions") or []
-                                      if c["type"] == "PodScheduled"), None), 10, "PodScheduled condition")
+                                      if c["type"] == "PodScheduled"), None), 20, "PodScheduled condition")
         assert "default/later not found" in cond["message"]
         api.create(claim("later", claim_spec()))
         assert bound(api, "p") == "n1"
@@ -178,7 +178,7 @@ def test_release_when_pod_deleted(server, api: Api) -> None:
     with controller(server):
         bound(api, "first")
         api.create(pod("second", {"gpu": "c2"}))  # no free GPU: waits
-        wait_for(lambda: "Unschedulable" in str(api.pod("second").get("status")), 10, "second unschedulable")
+        wait_for(lambda: "Unschedulable" in str(api.pod("second").get("status")), 20, "second unschedulable")
         api.delete_pod("first")
         c = wait_for(lambda: (lambda c: c if not c.get("status", {}).get("allocation")
                               and FINALIZER not in (c["metadata"].get("finalizers") or []) else None)(api.claim("c")),
@@ -201,7 +201,7 @@ def test_pod_without_claims_and_cordoned_or_tainted_nodes(server, api: Api) -> N
         assert bound(api, "plain") == "open"
         assert bound(api, "tolerant") == "tainted"
         cond = wait_for(lambda: next((c for c in (api.pod("too-big").get("status") or {}).get("conditions") or []
-                                      if c["type"] == "PodScheduled"), None), 10, "too-big reported")
+                                      if c["type"] == "PodScheduled"), None), 20, "too-big reported")
     assert "insufficient cpu" in cond["message"] and "unschedulable" in cond["message"]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from ctl_helpers import Api, claim_spec, controller, fractional_devices, gpu_devices, kube_for, node, resource_slice, wait_for
+from ctl_helpers import Api, claim_spec, controller, fractional_devices, gpu_devices, node, resource_slice, wait_for
 
 from driver.local.claims import ClaimController
 from driver.controller.kube import new_client
@@ -35,7 +35,7 @@ def claim_controller(server) -> Iterator[ClaimController]:
 
 
 def placement(api: Api, pod: str) -> tuple[str, list[str]]:
-    p = wait_for(lambda: (lambda p: p if p["spec"].get("nodeName") else None)(api.pod(pod)), 15, f"{pod} bound")
+    p = wait_for(lambda: (lambda p: p if p["spec"].get("nodeName") else None)(api.pod(pod)), 20, f"{pod} bound")
     name = p["status"]["resourceClaimStatuses"][0]["resourceClaimName"]
     c = api.claim(name)
     assert c["metadata"]["ownerReferences"][0]["uid"] == p["metadata"]["uid"]
@@ -100,7 +100,7 @@ def test_generated_claim_released_and_gpu_reused(server, api: Api, claim_control
         api.create(templ_pod("a", "whole"))
         placement(api, "a")
         api.create(templ_pod("b", "whole"))
-        wait_for(lambda: "Unschedulable" in str(api.pod("b").get("status")), 10, "b unschedulable")
+        wait_for(lambda: "Unschedulable" in str(api.pod("b").get("status")), 20, "b unschedulable")
         api.delete_pod("a")
         assert placement(api, "b") == ("n1", ["gpu-0"])
 
@@ -111,7 +111,7 @@ def test_missing_template_reported_then_scheduled_when_it_appears(server, api: A
     with controller(server):
         api.create(templ_pod("p", "later"))
         cond = wait_for(lambda: next((c for c in (api.pod("p").get("status") or {}).get("conditions") or []
-                                      if c["type"] == "PodScheduled"), None), 10, "PodScheduled condition")
+                                      if c["type"] == "PodScheduled"), None), 20, "PodScheduled condition")
         assert cond["message"] == "resourceclaimtemplate default/later not found"
         api.create(template("later", claim_spec()))
         assert placement(api, "p") == ("n1", ["gpu-0"])

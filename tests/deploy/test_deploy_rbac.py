@@ -27,6 +27,7 @@ CONTROLLER_RULES = {
     ("resource.k8s.io", "resourceclaims/status"): {"update"},
     ("resource.k8s.io", "resourceslices"): {"list", "watch"},
     ("resource.k8s.io", "deviceclasses"): {"list", "watch"},
+    ("resource.k8s.io", "resourceclaimtemplates"): {"list", "watch"},
     ("", "events"): {"create"},
 }
 

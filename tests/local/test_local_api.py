@@ -158,6 +158,26 @@ def test_bookmarks_carry_the_current_version(core: client.CoreV1Api) -> None:
     assert int(mark["metadata"]["resourceVersion"]) >= int(created.metadata.resource_version)
 
 
+def test_watch_list_streams_initial_events_then_a_marked_bookmark(core: client.CoreV1Api) -> None:
+    core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
+    core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
+    resp = core.list_namespaced_config_map("default", watch=True, send_initial_events=True, allow_watch_bookmarks=True,
+                                           resource_version_match="NotOlderThan", timeout_seconds=5,
+                                           _preload_content=False)
+    events, buffer = [], b""
+    for chunk in resp.stream():
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            events.append(json.loads(line))
+        if any(e["type"] == "BOOKMARK" for e in events):
+            break
+    resp.release_conn()
+    assert [(e["type"], e["object"]["metadata"].get("name")) for e in events[:2]] == [("ADDED", "a"), ("ADDED", "b")]
+    assert events[2]["type"] == "BOOKMARK"
+    assert events[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
 def test_label_selectors(core: client.CoreV1Api) -> None:
     for name, labels in [("a", {"app": "x", "tier": "web"}), ("b", {"app": "y"}), ("c", {"tier": "db"})]:
         core.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": labels}})
@@ -444,6 +464,24 @@ def test_openapi_v3_advertises_server_side_field_validation(kube: client.ApiClie
     post = json.loads(doc.data)["paths"]["/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims"]["post"]
     assert post["x-kubernetes-group-version-kind"] == {"group": "resource.k8s.io", "version": "v1", "kind": "ResourceClaim"}
     assert [p["name"] for p in post["parameters"]] == ["fieldValidation"]
+
+
+def test_field_validation_modes(kube: client.ApiClient) -> None:
+    """Unknown fields: 400 with Strict, a Warning header by default (the typed client cannot send them)."""
+    url = f"{kube.configuration.host}/api/v1/namespaces/default/configmaps"
+    body = {"metadata": {"name": "c", "labls": {"a": "b"}}, "sepc": {}}
+
+    def post(query: str):
+        resp = kube.call_api("POST", url + query, header_params={"Content-Type": "application/json"}, body=body)
+        resp.read()
+        return resp
+
+    strict = post("?fieldValidation=Strict")
+    assert strict.status == 400
+    assert 'unknown field "metadata.labls"' in json.loads(strict.data)["message"]
+    warned = post("")
+    assert warned.status == 201 and 'unknown field' in warned.getheader("Warning") and "sepc" in warned.getheader("Warning")
+    assert post("?fieldValidation=Loose").status == 400
 
 
 def test_v1beta2_reads_the_same_objects(kube: client.ApiClient, dra: client.ResourceV1Api) -> None:

@@ -162,3 +162,11 @@ def test_sigterm_stops_cleanly(local: Local) -> None:
         raise AssertionError("local up did not stop on SIGTERM:\n" + local.log.read_text()[-3000:]) from None
     assert code == 0
     assert not local.kubeconfig.exists()
+
+
+def test_unknown_top_level_field_fails_kubectl_validation(local: Local) -> None:
+    typo = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndatta:\n  a: b\n"
+    result = local.kubectl("apply", "-f", "-", stdin=typo, check=False)
+    assert result.returncode != 0 and 'unknown field "datta"' in result.stderr
+    ignored = local.kubectl("apply", "--validate=false", "-f", "-", stdin=typo)
+    assert "configmap/typo created" in ignored.stdout

@@ -129,3 +129,16 @@ def test_claim_state_column() -> None:
     assert table.row("resource.k8s.io/resourceclaims", claim)["cells"][:2] == ["c", "pending,reserved"]
     claim["status"]["allocation"] = {"devices": {}}
     assert table.row("resource.k8s.io/resourceclaims", claim)["cells"][1] == "allocated,reserved"
+
+
+def test_local_up_rejects_a_bad_cluster_file(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text("nodes:\n  - {name: n1, cpu: '4', memory: lots}\n")
+    kubeconfig = tmp_path / "kubeconfig"
+    done = subprocess.run([sys.executable, "-m", "driver", "local", "up", "--cluster", str(bad), "--kubeconfig",
+                           str(kubeconfig)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "nodes[0].memory" in done.stderr and not kubeconfig.exists()

@@ -141,3 +141,18 @@ def test_simulate_csv_workload_with_seed(files, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["summary"]["gpuAllocatedPercent"] == _expected_alloc130(pods, 1)
     assert all("0/1 nodes are available" in u["reason"] for u in out["unschedulable"])
+
+
+def test_simulate_on_the_default_local_cluster(tmp_path, capsys):
+    """The local-cluster description goes through the devices part (mock NVML → ResourceSlices)."""
+    work = tmp_path / "work.yaml"
+    whole = WORKLOAD.replace("quarter", "whole").replace(
+        "deviceClassName: fractional.gpu.nvidia.com\n          capacity: {requests: {compute: 250m}}",
+        "deviceClassName: gpu.nvidia.com")
+    work.write_text(WORKLOAD + "---" + whole + _pod_yaml("notebook") + _pod_yaml("train", "whole"))
+    rc = cli.main(["simulate", "--workload", str(work), "--strategy", "binpack", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    placed = {p["pod"]: p for p in out["placements"]}
+    assert set(placed) == {"notebook", "train"} and out["summary"]["unschedulable"] == 0
+    assert placed["notebook"]["node"] == "gpu-a100-frac"  # the only fractional GPUs

@@ -154,7 +154,16 @@ def test_get_missing_object_says_not_found(local: Local) -> None:
     assert result.returncode != 0 and 'resourceclaims.resource.k8s.io "nope" not found' in result.stderr
 
 
+def test_unknown_top_level_field_fails_kubectl_validation(local: Local) -> None:
+    typo = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndatta:\n  a: b\n"
+    result = local.kubectl("apply", "-f", "-", stdin=typo, check=False)
+    assert result.returncode != 0 and 'unknown field "datta"' in result.stderr
+    ignored = local.kubectl("apply", "--validate=false", "-f", "-", stdin=typo)
+    assert "configmap/typo created" in ignored.stdout
+
+
 def test_sigterm_stops_cleanly(local: Local) -> None:
+    """Last in this module: it stops the shared `local up` process."""
     local.proc.send_signal(signal.SIGTERM)
     try:
         code = local.proc.wait(timeout=30)
@@ -162,11 +171,3 @@ def test_sigterm_stops_cleanly(local: Local) -> None:
         raise AssertionError("local up did not stop on SIGTERM:\n" + local.log.read_text()[-3000:]) from None
     assert code == 0
     assert not local.kubeconfig.exists()
-
-
-def test_unknown_top_level_field_fails_kubectl_validation(local: Local) -> None:
-    typo = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndatta:\n  a: b\n"
-    result = local.kubectl("apply", "-f", "-", stdin=typo, check=False)
-    assert result.returncode != 0 and 'unknown field "datta"' in result.stderr
-    ignored = local.kubectl("apply", "--validate=false", "-f", "-", stdin=typo)
-    assert "configmap/typo created" in ignored.stdout

@@ -155,7 +155,11 @@ class ClusterState:
     # -- building -------------------------------------------------------------------------------
 
     def add_node(self, node: Mapping[str, Any], inventory: NodeInventory | None = None) -> NodeState:
-        """Add (or replace) a node from its Node dict and the inventory of its published devices."""
+        """Add a node from its Node dict and the inventory of its published devices.
+
+        Adding a node that exists replaces it with nothing in use: the caller re-commits what runs
+        there (the controller's view does, after a Node or slice change).
+        """
         name = (node.get("metadata") or {}).get("name")
         if not isinstance(name, str) or not name:
             raise nodefit.PodSpecError("node metadata.name: expected a non-empty name")
@@ -216,8 +220,10 @@ class ClusterState:
         node.used_memory += sign * requests.memory
         node.used_pods += sign * requests.pods
         free = list(node.free)
-        for p in picks:  # only the picked devices changed
-            free[p.device.index] = adapter.device_free(p.device, node.usage)
+        for p in picks:  # only the picked devices changed (looked up by key: slices may have been republished)
+            device = node.inventory.by_key.get(p.device.key)
+            if device is not None:
+                free[device.index] = adapter.device_free(device, node.usage)
         node.free = tuple(free)
         self._regroup(node)
 

@@ -112,12 +112,21 @@ def request_shape(spec: RequestSpec) -> Request | None:
     return Request(spec.count, share, mask_key(spec))
 
 
+def _scored(group: Any) -> Request | None:
+    """The request as the scorer sees it; None for `All` mode and for firstAvailable lists with
+    several alternatives, which only the allocator can resolve (a node where the first does not
+    fit may still take a later one), so they never filter nodes out."""
+    if len(group.alternatives) != 1:
+        return None
+    return request_shape(group.alternatives[0])
+
+
 def pod_shape(cpu: int, memory: int, prepared: PreparedClaims) -> Shape:
-    """The scorer's view of a pod (each claim request's first alternative)."""
+    """The scorer's view of a pod (requests with one alternative; see `_scored`)."""
     reqs = []
     for claim in prepared.claims:
         for group in claim.groups:
-            r = request_shape(group.alternatives[0]) if group.alternatives else None
+            r = _scored(group)
             if r is not None:
                 reqs.append(r)
     return Shape(cpu, memory, tuple(reqs))
@@ -148,12 +157,18 @@ class PlanChooser:
     def order(self, request: RequestSpec, candidates: list[DeviceView], inventory: NodeInventory,
               usage: NodeUsage) -> list[DeviceView]:
         plan = self.plans.get(id(request), ())
-        shape = request_shape(request)
-        share = shape.share if shape is not None else FULL
         by_index = {d.index: d for d in candidates}
         first = [by_index[i] for i in plan if i in by_index]
-        rest = [i for i in by_index if i not in plan]
-        ordered = self.scorer.device_order(self.strategy, self.klass, self.free, share, rest)
+        if len(first) == len(plan) and plan:
+            # the usual case: the planned devices are available; the rest only matter if the
+            # search must backtrack (constraints), so they get a cheap best-fit order
+            rest = [d for d in candidates if d.index not in plan]
+            rest.sort(key=lambda d: (-self.free[2][d.index] if self.strategy == "spread" else self.free[2][d.index], d.index))
+            return first + rest
+        shape = request_shape(request)
+        share = shape.share if shape is not None else FULL
+        rest_idx = [i for i in by_index if i not in plan]
+        ordered = self.scorer.device_order(self.strategy, self.klass, self.free, share, rest_idx)
         return first + [by_index[i] for i in ordered]
 
 
@@ -163,7 +178,7 @@ def plans_by_request(prepared: PreparedClaims, plan: tuple[tuple[int, ...], ...]
     k = 0
     for claim in prepared.claims:
         for group in claim.groups:
-            if group.alternatives and request_shape(group.alternatives[0]) is not None:
+            if _scored(group) is not None:
                 if k < len(plan):
                     out[id(group.alternatives[0])] = plan[k]
                 k += 1

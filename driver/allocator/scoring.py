@@ -24,12 +24,13 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-STRATEGIES = ("fragmentation", "fgd", "binpack", "spread")
-ANNOTATION = "gpu-dra.nvidia.com/scheduling-strategy"
-RUNAI_ANNOTATION = "scheduling.run.ai/scheduling-strategy"
-RESOURCES = ("gpu", "cpu", "memory")
+from driver.allocator.score_config import (  # noqa: F401  (re-exported: the public packing API)
+    ANNOTATION, RESOURCES, RUNAI_ANNOTATION, STRATEGIES, ConfigError, PackingConfig, check_strategy, parse_config,
+    strategy_for,
+)
+
 # `fragmentation`: fragment gradients closer than this (milli-GPU of expected fragment) are a tie,
 # decided by best fit. Measured on the Alibaba trace (default pod list, allocation at 130 %
 # arrived, seed 42 / 43): node-level binpack tie-break with exact ties 94.93, tolerance 10 → 95.03,
@@ -37,99 +38,8 @@ RESOURCES = ("gpu", "cpu", "memory")
 # device-level best fit before it: 150 → 95.07, 300 → 95.47 / 95.39. Plain FGD (fgd): 92.5.
 TIE_TOLERANCE = 300.0
 FULL = 1000
-
-
-class ConfigError(ValueError):
-    """A packing configuration or annotation that is not valid; the message names the field."""
-
-
-@dataclass(frozen=True)
-class PackingConfig:
-    """How the scheduler scores placements.
-
-    `weights` say how much each resource counts in the binpack/spread utilisation score;
-    `thresholds` say when a node counts as full for a resource (utilisation after the placement
-    above the fraction): a full node is used only when no other node fits, under every strategy.
-    `coverage` is the share of observed pods whose shapes form FGD's target workload (the paper: 95 %).
-    """
-
-    strategy: str = "fragmentation"
-    weights: Mapping[str, float] = field(default_factory=lambda: {"gpu": 1.0, "cpu": 0.25, "memory": 0.25})
-    thresholds: Mapping[str, float] = field(default_factory=lambda: {"gpu": 1.0, "cpu": 1.0, "memory": 1.0})
-    coverage: float = 0.95
-
-    def __post_init__(self) -> None:
-        check_strategy(self.strategy, "strategy")
-
-
-def check_strategy(value: Any, where: str) -> str:
-    """The strategy name, or ConfigError naming `where` and the accepted names."""
-    if not isinstance(value, str) or value not in STRATEGIES:
-        raise ConfigError(f"{where}: unknown scheduling strategy {value!r}; expected one of {', '.join(STRATEGIES)}")
-    return value
-
-
-def _number(value: Any, where: str, lo: float, hi: float | None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ConfigError(f"{where}: expected a number {bound}, got {value}")
-    return float(value)
-
-
-def _per_resource(raw: Any, where: str, defaults: Mapping[str, float], hi: float | None) -> dict[str, float]:
-    if raw is None:
-        return dict(defaults)
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(RESOURCES)}")
-    unknown = sorted(set(raw) - set(RESOURCES))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown resource; expected one of {', '.join(RESOURCES)}")
-    out = dict(defaults)
-    for key, value in raw.items():
-        out[key] = _number(value, f"{where}.{key}", 0.0, hi)
-    return out
-
-
-def parse_config(raw: Any, where: str = "packing") -> PackingConfig:
-    """A PackingConfig from a YAML-loaded dict; unknown keys and bad values are errors naming the field.
-
-    Accepted keys: strategy, weights {gpu, cpu, memory} (≥ 0, not all 0), thresholds {gpu, cpu, memory}
-    (0..1), coverage (0..1].
-    """
-    if raw is None:
-        return PackingConfig()
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    allowed = {"strategy", "weights", "thresholds", "coverage"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown field; expected one of {', '.join(sorted(allowed))}")
-    base = PackingConfig()
-    strategy = check_strategy(raw.get("strategy", base.strategy), f"{where}.strategy")
-    weights = _per_resource(raw.get("weights"), f"{where}.weights", base.weights, None)
-    if not any(weights.values()):
-        raise ConfigError(f"{where}.weights: at least one weight must be positive")
-    thresholds = _per_resource(raw.get("thresholds"), f"{where}.thresholds", base.thresholds, 1.0)
-    coverage = _number(raw.get("coverage", base.coverage), f"{where}.coverage", 0.0, 1.0)
-    if coverage <= 0:
-        raise ConfigError(f"{where}.coverage: expected a number above 0 and at most 1, got {coverage}")
-    return PackingConfig(strategy, weights, thresholds, coverage)
-
-
-def strategy_for(pod: Mapping[str, Any], config: PackingConfig) -> str:
-    """The pod's strategy: our annotation, else Run:ai's, else the configured default.
-
-    An unknown value is a ConfigError (the pod is reported unschedulable with that message rather
-    than silently scheduled with a strategy its owner did not ask for).
-    """
-    annotations = ((pod.get("metadata") or {}).get("annotations")) or {}
-    for key in (ANNOTATION, RUNAI_ANNOTATION):
-        if key in annotations:
-            return check_strategy(annotations[key], f"pod annotation {key}")
-    return config.strategy
-
+STEADY_REFRESH = 4096  # pods between refreshes of the learned workload once it has settled
+CACHE_LIMIT = 500_000  # cached node-state fragments kept before starting afresh (long-running controller)
 
 # ---- compact node view -------------------------------------------------------------------------
 
@@ -199,8 +109,8 @@ class Evaluation:
 class Workload:
     """Pod shapes seen so far and their popularity; FGD's target workload is its top `coverage` share.
 
-    Targets are refreshed in epochs (after 32 pods, then whenever the number seen has doubled), not
-    per pod, so fragment values cached per node state stay valid for many pods; until the first
+    Targets are refreshed in epochs (after 32 pods, then whenever the number seen has doubled, then
+    every STEADY_REFRESH pods), not per pod, so fragment values cached per node state stay valid for many pods; until the first
     refresh there is no target and FGD falls back to its tie-breaks.
     """
 
@@ -218,7 +128,8 @@ class Workload:
         self.seen += 1
         if self.seen >= self._next_refresh:
             self._refresh()
-            self._next_refresh = self.seen * 2
+            # doubling while the mix is still being learned, then a steady cadence that follows drift
+            self._next_refresh = self.seen * 2 if self.seen < STEADY_REFRESH else self.seen + STEADY_REFRESH
             return True
         return False
 
@@ -268,11 +179,15 @@ class Scorer:
         self._t = (t.get("gpu", 1.0), t.get("cpu", 1.0), t.get("memory", 1.0))
 
     def observe(self, shape: Shape) -> None:
-        if self.workload.observe(shape):
-            self._stats.clear()
-            self._feas.clear()
-            self._frag.clear()
-            self._parts_cache.clear()
+        """Count an arriving pod; when the learned workload changes, cached fragments are dropped."""
+        if self.workload.observe(shape) or len(self._stats) + len(self._frag) > CACHE_LIMIT:
+            self._drop_caches()
+
+    def _drop_caches(self) -> None:
+        self._stats.clear()
+        self._feas.clear()
+        self._frag.clear()
+        self._parts_cache.clear()
 
     @property
     def epoch(self) -> int:
@@ -281,10 +196,7 @@ class Scorer:
     def set_targets(self, targets: list[tuple[Shape, float]]) -> None:
         """Replace FGD's target workload (see Workload.set_targets); cached fragments are dropped."""
         self.workload.set_targets(targets)
-        self._stats.clear()
-        self._feas.clear()
-        self._frag.clear()
-        self._parts_cache.clear()
+        self._drop_caches()
 
     def cache_key(self, strategy: str, shape: Shape) -> tuple:
         """Key for caching an evaluation with a node state: includes the workload epoch where it matters."""

@@ -2,8 +2,8 @@
 
 For each strategy asked for, a fresh local cluster (API server, emulated nodes with their kubelet
 plugins on mock NVML, claim-template controller) is started with the allocation controller as a
-component; the DeviceClasses and the workloads of `demo/*.yaml` are applied through the official
-client; the demo waits — on the pods' state, with a timeout — until every pod is placed, then
+component (the cluster creates the driver's DeviceClasses); the workloads of `demo/*.yaml` are
+applied through the official client; the demo waits — on the pods' state, with a timeout — until every pod is placed, then
 prints where each pod went and how the GPUs are used. Running binpack then spread on the same
 workload shows the difference: binpack touches the fewest GPUs, spread the most.
 """
@@ -97,12 +97,8 @@ class Outcome:
 
 
 def apply_and_wait(kube: Kube, gpu_nodes: list[str], timeout: float, scheduler_name: str = "gpu-dra-scheduler") -> tuple[list[dict], list[tuple[str, str]]]:
-    """Apply the classes and the workload; wait for slices, then for every pod to be placed."""
-    from driver.devices.classes import device_classes
-
+    """Apply the workload (the local cluster made the DeviceClasses); wait for slices, then for every pod to be placed."""
     _create(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    for cls in device_classes():
-        _create(kube, cls)
 
     def published() -> bool:
         nodes = {(s.get("spec") or {}).get("nodeName") for s in kube.list_raw(SLICES)["items"]}

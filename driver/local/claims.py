@@ -7,14 +7,13 @@ drop `reservedFor` entries of pods that are gone or done; when nothing reserves 
 carries the delete-protection finalizer, clear its allocation and remove the finalizer; delete
 generated claims of finished pods.
 
-It uses the official client only (watches through `Informer`, writes with resourceVersion
-preconditions), so a test of it is also a test of the API server's semantics.
+It uses the official client only (watches through `Informer` into indexed caches, writes with
+resourceVersion preconditions), so a test of it is also a test of the API server's semantics.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from kubernetes import client
@@ -22,8 +21,8 @@ from kubernetes.client.exceptions import ApiException
 
 from driver import log
 from driver.local.events import post_event
-from driver.local.informer import Informer
-from driver.local.workqueue import WorkQueue
+from driver.local.informer import Cache, Informer
+from driver.local.workqueue import WorkQueue, Workers
 
 logger = log.get(__name__)
 
@@ -52,29 +51,51 @@ def owning_pod(claim: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-class ClaimController:
-    """Start/stop component; one worker thread handles pods and claims by key."""
+def _owner_uids(claim: dict[str, Any]) -> list[str]:
+    owner = owning_pod(claim)
+    return [owner[1]] if owner else []
 
-    def __init__(self, api_client: client.ApiClient, retry_s: float = 0.5) -> None:
+
+class ClaimController:
+    """Start/stop component: watch-fed caches of pods and claims, `workers` threads syncing by key.
+
+    Lookups go to the caches (claims indexed by owning pod UID), so each pod costs the same
+    however many claims the namespace holds; what the controller writes goes into the caches at
+    once, so a re-sync never creates a second claim for a pod whose first is not yet watched.
+    Where a cache miss could drop a live pod's reservation, the pod is read from the API.
+    """
+
+    def __init__(self, api_client: client.ApiClient, retry_s: float = 0.5, workers: int = 4) -> None:
         self.core = client.CoreV1Api(api_client)
         self.resource = client.ResourceV1Api(api_client)
         self.retry_s = retry_s
         self.queue = WorkQueue()
-        self._pods = Informer("claims-pods", self.core.list_pod_for_all_namespaces, self._on_pod)
-        self._claims = Informer("claims-claims", self.resource.list_resource_claim_for_all_namespaces, self._on_claim)
-        self._worker = threading.Thread(target=self._work, name="claim-controller", daemon=True)
+        self.pods = Cache()
+        self.claims = Cache({"owner": _owner_uids})
+        self.templates = Cache()
+        self._pods = Informer("claims-pods", self.core.list_pod_for_all_namespaces, self._on_pod, cache=self.pods)
+        self._claims = Informer("claims-claims", self.resource.list_resource_claim_for_all_namespaces, self._on_claim,
+                                cache=self.claims)
+        self._templates = Informer("claims-templates", self.resource.list_resource_claim_template_for_all_namespaces,
+                                   lambda etype, obj: None, cache=self.templates)
+        self._workers = Workers("claim-controller", self.queue, self._sync, count=workers, retry_s=retry_s)
 
     def start(self) -> None:
         self._pods.start()
         self._claims.start()
-        self._worker.start()
+        self._templates.start()
+        self._workers.start()
         logger.info("claim_controller_started")
 
     def stop(self) -> None:
         self._pods.stop()
         self._claims.stop()
-        self.queue.close()
-        self._worker.join(timeout=5)
+        self._templates.stop()
+        self._workers.stop()
+
+    def wait_synced(self, timeout: float) -> bool:
+        """True once the caches hold a first list."""
+        return all(i.wait_synced(timeout) for i in (self._pods, self._claims, self._templates))
 
     # --- events -> keys ------------------------------------------------------------------
 
@@ -96,27 +117,16 @@ class ClaimController:
         if owner:
             self.queue.add(("pod", meta.get("namespace", ""), owner[0]))
 
-    def _work(self) -> None:
-        while True:
-            key = self.queue.get()
-            if key is None:
-                return
-            kind, ns, name = key  # type: ignore[misc]
-            try:
-                if kind == "pod":
-                    self.sync_pod(ns, name)
-                else:
-                    self.sync_claim(ns, name)
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    logger.warning("claim_sync_failed", kind=kind, namespace=ns, name=name, status=exc.status)
-                if exc.status != 404:
-                    self.queue.add_after(key, self.retry_s)
-            except Exception:
-                logger.exception("claim_sync_crashed", kind=kind, namespace=ns, name=name)
-                self.queue.add_after(key, self.retry_s)
-            finally:
-                self.queue.done(key)
+    def _sync(self, key: Any) -> None:
+        if not self.wait_synced(self.retry_s):
+            # an empty cache would make every pod look claimless: wait for the first lists
+            self.queue.add_after(key, self.retry_s)
+            return
+        kind, ns, name = key
+        if kind == "pod":
+            self.sync_pod(ns, name)
+        else:
+            self.sync_claim(ns, name)
 
     # --- pods ----------------------------------------------------------------------------
 
@@ -128,38 +138,55 @@ class ClaimController:
                 return None
             raise
 
+    def _pod_in_use(self, ns: str, name: str, uid: str) -> bool:
+        """Whether pod `ns/name` with `uid` exists and is not done.
+
+        The cache answers when it knows the pod (done is final); a pod it does not know may
+        just not be watched yet — the scheduler can reserve a claim for a pod this controller
+        has not seen — so that case asks the API server.
+        """
+        pod = self.pods.get(ns, name)
+        if pod is None or pod["metadata"].get("uid") != uid:
+            pod = self._get_pod(ns, name)
+        return pod is not None and pod["metadata"].get("uid") == uid and not pod_done(pod)
+
     def sync_pod(self, ns: str, name: str) -> None:
         """Create missing claims from templates and record them in the pod's status."""
-        pod = self._get_pod(ns, name)
+        pod = self.pods.get(ns, name)
         if pod is None or (pod["metadata"].get("deletionTimestamp")) or pod_done(pod):
             return
+        uid = pod["metadata"]["uid"]
         statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []}
         new_statuses: list[dict[str, Any]] = []
-        existing: list[dict[str, Any]] | None = None
+        owned: list[dict[str, Any]] | None = None
         for pc in (pod.get("spec") or {}).get("resourceClaims") or []:
             template = pc.get("resourceClaimTemplateName")
             if not template or pc.get("name") in statuses:
                 continue
-            if existing is None:
-                existing = _raw(self.resource.list_namespaced_resource_claim(ns, _preload_content=False))["items"]
-            claim = next((c for c in existing
-                          if owning_pod(c) == (name, pod["metadata"]["uid"])
+            if owned is None:
+                owned = self.claims.by_index("owner", uid)
+            claim = next((c for c in owned
+                          if owning_pod(c) == (name, uid)
                           and (c["metadata"].get("annotations") or {}).get(POD_CLAIM_ANNOTATION) == pc["name"]), None)
             if claim is None:
                 claim = self._create_claim(pod, pc["name"], template)
                 if claim is None:
                     continue
+                self.claims.upsert(claim)
             new_statuses.append({"name": pc["name"], "resourceClaimName": claim["metadata"]["name"]})
         if new_statuses:
-            self.core.patch_namespaced_pod_status(
-                name, ns, {"metadata": {"uid": pod["metadata"]["uid"]}, "status": {"resourceClaimStatuses": new_statuses}},
-                _content_type="application/strategic-merge-patch+json", _preload_content=False)
+            updated = _raw(self.core.patch_namespaced_pod_status(
+                name, ns, {"metadata": {"uid": uid}, "status": {"resourceClaimStatuses": new_statuses}},
+                _content_type="application/strategic-merge-patch+json", _preload_content=False))
+            self.pods.upsert(updated)
             logger.info("pod_claims_recorded", namespace=ns, pod=name, claims=[s["resourceClaimName"] for s in new_statuses])
 
     def _create_claim(self, pod: dict[str, Any], pod_claim: str, template_name: str) -> dict[str, Any] | None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         try:
-            template = _raw(self.resource.read_namespaced_resource_claim_template(template_name, ns, _preload_content=False))
+            # a template created a moment ago may not be watched yet: a cache miss asks the API
+            template = self.templates.get(ns, template_name) or _raw(
+                self.resource.read_namespaced_resource_claim_template(template_name, ns, _preload_content=False))
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -197,12 +224,9 @@ class ClaimController:
 
     def sync_claim(self, ns: str, name: str) -> None:
         """Drop stale reservations, deallocate unreserved claims, delete claims of finished pods."""
-        try:
-            claim = _raw(self.resource.read_namespaced_resource_claim(name, ns, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
+        claim = self.claims.get(ns, name)  # shared with the cache: never edited in place
+        if claim is None:
+            return  # deleted (or not yet watched: its ADDED event queues it again)
         status = claim.get("status") or {}
         reserved = status.get("reservedFor") or []
         valid = []
@@ -210,8 +234,7 @@ class ClaimController:
             if ref.get("resource") != "pods" or ref.get("apiGroup"):
                 valid.append(ref)  # reserved by something we do not know: keep it
                 continue
-            pod = self._get_pod(ns, ref.get("name", ""))
-            if pod is not None and pod["metadata"]["uid"] == ref.get("uid") and not pod_done(pod):
+            if self._pod_in_use(ns, ref.get("name", ""), ref.get("uid", "")):
                 valid.append(ref)
         finalizers = claim["metadata"].get("finalizers") or []
         if len(valid) != len(reserved) or (not valid and status.get("allocation") and DELETE_PROTECTION in finalizers):
@@ -222,8 +245,9 @@ class ClaimController:
                 new_status.pop("reservedFor", None)
                 if DELETE_PROTECTION in finalizers:
                     new_status.pop("allocation", None)
-            claim["status"] = new_status
-            claim = _raw(self.resource.replace_namespaced_resource_claim_status(name, ns, claim, _preload_content=False))
+            claim = _raw(self.resource.replace_namespaced_resource_claim_status(
+                name, ns, {**claim, "status": new_status}, _preload_content=False))
+            self.claims.upsert(claim)
             logger.info("claim_reservations_updated", namespace=ns, claim=name, reserved=len(valid),
                         deallocated="allocation" not in new_status)
         deallocated = bool(status.get("allocation")) and not (claim.get("status") or {}).get("allocation")
@@ -232,12 +256,13 @@ class ClaimController:
         # keeps it unless this sync deallocated it or the claim is being deleted.
         if not valid and DELETE_PROTECTION in finalizers and not (claim.get("status") or {}).get("allocation") \
                 and (deallocated or being_deleted):
-            claim["metadata"]["finalizers"] = [f for f in finalizers if f != DELETE_PROTECTION]
-            claim = _raw(self.resource.replace_namespaced_resource_claim(name, ns, claim, _preload_content=False))
+            kept = [f for f in finalizers if f != DELETE_PROTECTION]
+            claim = _raw(self.resource.replace_namespaced_resource_claim(
+                name, ns, {**claim, "metadata": {**claim["metadata"], "finalizers": kept}}, _preload_content=False))
+            self.claims.upsert(claim)
         owner = owning_pod(claim)
         if owner and not valid and not claim["metadata"].get("deletionTimestamp"):
-            pod = self._get_pod(ns, owner[0])
-            if pod is None or pod["metadata"]["uid"] != owner[1] or pod_done(pod):
+            if not self._pod_in_use(ns, owner[0], owner[1]):
                 self.resource.delete_namespaced_resource_claim(
                     name, ns, body={"preconditions": {"uid": claim["metadata"]["uid"]}}, _preload_content=False)
                 logger.info("claim_deleted", namespace=ns, claim=name, pod=owner[0])

@@ -1,7 +1,8 @@
 """`LocalCluster`: the API server plus everything a real cluster would run around it.
 
-Start order is the order of a real cluster's bring-up: API server, then nodes (kubelets register
-Node objects and Leases), then controllers (resourceclaim, Deployment/ReplicaSet, a default-scheduler for pods without
+Start order is the order of a real cluster's bring-up: API server, then the driver's DeviceClasses
+(what installing the driver's chart creates; `device_classes=False` leaves them to the caller), then
+nodes (kubelets register Node objects and Leases), then controllers (resourceclaim, Deployment/ReplicaSet, a default-scheduler for pods without
 claims). Every piece is a component with start()/stop() kept
 in `components`, stopped in reverse order; other parts add theirs (the allocation controller,
 per-node kubelet plugins) through `component_factories` / `plugin_factory` without this file
@@ -22,8 +23,10 @@ from typing import Any, Protocol
 
 import yaml
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from driver import log
+from driver.devices.classes import device_classes
 from driver.local.claims import ClaimController
 from driver.local.clusterfile import ClusterSpec, NodeSpec, load_cluster
 from driver.local.nodes import GrpcPreparer, Kubelet, NoPlugin, Preparer
@@ -97,6 +100,7 @@ class LocalCluster:
         lease_renew_s: float = 10.0,
         workloads: bool = True,
         default_scheduler: bool = True,
+        device_classes: bool = True,
     ) -> None:
         self.spec = description if isinstance(description, ClusterSpec) else load_cluster(description)
         self._own_workdir = workdir is None
@@ -109,6 +113,7 @@ class LocalCluster:
         self.lease_renew_s = lease_renew_s
         self.with_workloads = workloads
         self.with_default_scheduler = default_scheduler
+        self.with_device_classes = device_classes
         self.components: list[Component] = []
         self.kubelets: dict[str, Kubelet] = {}
         self._clients: list[client.ApiClient] = []
@@ -126,6 +131,24 @@ class LocalCluster:
         self._clients.append(api)
         return api
 
+    def create_device_classes(self) -> list[str]:
+        """Create the driver's DeviceClasses (for `spec.driver_name`) over HTTP; existing ones are kept.
+
+        Returns the names created. A class the API server rejects raises (the cluster would be
+        unusable for the driver's claims, so start fails loudly).
+        """
+        resource = client.ResourceV1Api(self.api_client())
+        created = []
+        for cls in device_classes(self.spec.driver_name):
+            try:
+                resource.create_device_class(cls, _preload_content=False)
+                created.append(cls["metadata"]["name"])
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        logger.info("device_classes_created", classes=created)
+        return created
+
     def _add(self, component: Component) -> None:
         component.start()
         self.components.append(component)
@@ -135,6 +158,8 @@ class LocalCluster:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self._add(_Started(self.api.start, self.api.stop))
             self.api.write_kubeconfig(self.kubeconfig)
+            if self.with_device_classes:
+                self.create_device_classes()
             for index, node in enumerate(self.spec.nodes):
                 preparer: Preparer = NoPlugin()
                 if self.plugin_factory is not None:

@@ -18,6 +18,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     up.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: any free port)")
     up.add_argument("--workdir", default=None, help="directory for node state and sockets (default: a temp dir)")
     up.add_argument("--no-plugins", action="store_true", help="do not start the kubelet plugins in-process")
+    up.add_argument("--no-device-classes", action="store_true",
+                    help="do not create the driver's DeviceClasses (apply your own, e.g. from the Helm chart)")
     up.set_defaults(func=_up)
     bench = local_sub.add_parser("bench-list", help="time lists of many large ResourceSlices over HTTP")
     bench.add_argument("--slices", type=int, default=1000, help="number of slices (default 1000)")
@@ -65,7 +67,8 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cluster = LocalCluster(spec, workdir=args.workdir, port=args.port,
-                           plugin_factory=None if args.no_plugins else driver_plugin_factory)
+                           plugin_factory=None if args.no_plugins else driver_plugin_factory,
+                           device_classes=not args.no_device_classes)
     try:
         cluster.start()
     except OSError as exc:

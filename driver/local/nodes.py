@@ -28,7 +28,7 @@ from driver.local.clusterfile import NodeSpec
 from driver.local.events import post_event
 from driver.local.informer import Informer
 from driver.local.store import now_rfc3339
-from driver.local.workqueue import WorkQueue
+from driver.local.workqueue import WorkQueue, Workers
 
 logger = log.get(__name__)
 
@@ -154,7 +154,7 @@ class Kubelet:
         self._failures: dict[str, int] = {}
         self._informer = Informer(f"kubelet-{spec.name}", self.core.list_pod_for_all_namespaces, self._on_pod,
                                   field_selector=f"spec.nodeName={spec.name}")
-        self._worker = threading.Thread(target=self._work, name=f"kubelet-{spec.name}", daemon=True)
+        self._workers = Workers(f"kubelet-{spec.name}", self.queue, self._sync, retry_s=retry_s)
 
     def register(self) -> None:
         """Create (or refresh) the Node and its Lease."""
@@ -188,15 +188,14 @@ class Kubelet:
     def start(self) -> None:
         self.register()
         self._informer.start()
-        self._worker.start()
+        self._workers.start()
         self._heartbeat.start()
         logger.info("kubelet_started", node=self.spec.name)
 
     def stop(self) -> None:
         self._stopped.set()
         self._informer.stop()
-        self.queue.close()
-        self._worker.join(timeout=5)
+        self._workers.stop()
         close = getattr(self.preparer, "close", None)
         if close is not None:
             close()
@@ -209,28 +208,14 @@ class Kubelet:
         else:
             self.queue.add(("pod",) + key)
 
-    def _work(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            kind, ns, name, uid = item  # type: ignore[misc]
-            try:
-                if kind == "gone":
-                    self._unprepare(uid, ns, name)
-                elif kind == "finish":
-                    self._finish(ns, name, uid)
-                else:
-                    self.sync_pod(ns, name, uid)
-            except ApiException as exc:
-                if exc.status != 404:
-                    logger.warning("kubelet_sync_failed", node=self.spec.name, pod=name, status=exc.status)
-                    self.queue.add_after(item, self.retry_s)
-            except Exception:
-                logger.exception("kubelet_sync_crashed", node=self.spec.name, pod=name)
-                self.queue.add_after(item, self.retry_s)
-            finally:
-                self.queue.done(item)
+    def _sync(self, item: Any) -> None:
+        kind, ns, name, uid = item
+        if kind == "gone":
+            self._unprepare(uid, ns, name)
+        elif kind == "finish":
+            self._finish(ns, name, uid)
+        else:
+            self.sync_pod(ns, name, uid)
 
     # --- pod lifecycle -------------------------------------------------------------------
 

@@ -11,18 +11,16 @@ driver's scheduler (the `gpu-dra controller`) instead of being bound without dev
 from __future__ import annotations
 
 import json
-import threading
 from fractions import Fraction
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from driver import log
 from driver.dra.quantity import parse_quantity
 from driver.local.events import post_event
 from driver.local.informer import Informer
-from driver.local.workqueue import WorkQueue
+from driver.local.workqueue import WorkQueue, Workers
 
 logger = log.get(__name__)
 
@@ -55,39 +53,24 @@ class DefaultScheduler:
         self._warned: set[str] = set()
         self._informer = Informer("default-scheduler", self.core.list_pod_for_all_namespaces, self._on_pod,
                                   field_selector=f"spec.schedulerName={SCHEDULER_NAME},spec.nodeName=")
-        self._worker = threading.Thread(target=self._work, name="default-scheduler", daemon=True)
+        self._workers = Workers("default-scheduler", self.queue, self._sync, retry_s=retry_s)
 
     def start(self) -> None:
         self._informer.start()
-        self._worker.start()
+        self._workers.start()
 
     def stop(self) -> None:
         self._informer.stop()
-        self.queue.close()
-        self._worker.join(timeout=5)
+        self._workers.stop()
 
     def _on_pod(self, etype: str, pod: dict[str, Any]) -> None:
         if etype != "DELETED":
             self.queue.add((pod["metadata"]["namespace"], pod["metadata"]["name"]))
 
-    def _work(self) -> None:
-        while True:
-            key = self.queue.get()
-            if key is None:
-                return
-            ns, name = key  # type: ignore[misc]
-            try:
-                if not self.schedule(ns, name):
-                    self.queue.add_after(key, self.retry_s)
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    logger.warning("schedule_failed", namespace=ns, pod=name, status=exc.status)
-                    self.queue.add_after(key, self.retry_s)
-            except Exception:
-                logger.exception("schedule_crashed", namespace=ns, pod=name)
-                self.queue.add_after(key, self.retry_s)
-            finally:
-                self.queue.done(key)
+    def _sync(self, key: Any) -> None:
+        ns, name = key
+        if not self.schedule(ns, name):
+            self.queue.add_after(key, self.retry_s)
 
     def schedule(self, ns: str, name: str) -> bool:
         """Bind the pod if a node fits; True when done (bound, or nothing to do)."""

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from driver import log
 from driver.local.informer import Informer
-from driver.local.workqueue import WorkQueue
+from driver.local.workqueue import WorkQueue, Workers
 
 logger = log.get(__name__)
 
@@ -69,18 +67,17 @@ class WorkloadController:
             Informer("replicasets", self.apps.list_replica_set_for_all_namespaces, self._on_replicaset),
             Informer("workload-pods", self.core.list_pod_for_all_namespaces, self._on_pod),
         ]
-        self._worker = threading.Thread(target=self._work, name="workload-controller", daemon=True)
+        self._workers = Workers("workload-controller", self.queue, self._sync, retry_s=retry_s)
 
     def start(self) -> None:
         for informer in self._informers:
             informer.start()
-        self._worker.start()
+        self._workers.start()
 
     def stop(self) -> None:
         for informer in self._informers:
             informer.stop()
-        self.queue.close()
-        self._worker.join(timeout=5)
+        self._workers.stop()
 
     def _on_deployment(self, etype: str, obj: dict[str, Any]) -> None:
         if etype != "DELETED":
@@ -99,27 +96,12 @@ class WorkloadController:
         if owner:
             self.queue.add(("replicaset", obj["metadata"]["namespace"], owner[0]))
 
-    def _work(self) -> None:
-        while True:
-            key = self.queue.get()
-            if key is None:
-                return
-            kind, ns, name = key  # type: ignore[misc]
-            try:
-                if kind == "deployment":
-                    self.sync_deployment(ns, name)
-                else:
-                    self.sync_replicaset(ns, name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    if exc.status != 409:
-                        logger.warning("workload_sync_failed", kind=kind, namespace=ns, name=name, status=exc.status)
-                    self.queue.add_after(key, self.retry_s)
-            except Exception:
-                logger.exception("workload_sync_crashed", kind=kind, namespace=ns, name=name)
-                self.queue.add_after(key, self.retry_s)
-            finally:
-                self.queue.done(key)
+    def _sync(self, key: Any) -> None:
+        kind, ns, name = key
+        if kind == "deployment":
+            self.sync_deployment(ns, name)
+        else:
+            self.sync_replicaset(ns, name)
 
     # --- deployments ---------------------------------------------------------------------
 

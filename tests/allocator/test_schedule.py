@@ -199,3 +199,31 @@ def test_pod_with_an_allocated_shared_claim_goes_where_it_points():
     state = _state(tight)
     result = schedule(second, [], state, allocated=[shared])
     assert result.counts == {"node(s) not where the pod's allocated claim is": 1, "insufficient cpu": 1}
+
+
+def test_node_update_replaces_the_node_and_commits_can_be_replayed():
+    state = _state([T4])
+    pod, claims = _pod()
+    placement = schedule(pod, claims, state)
+    state.commit(placement)
+    node = tr.node_dict(T4)
+    node["spec"]["taints"] = [{"key": "maintenance", "effect": "NoSchedule"}]
+    inventory = build_inventories([tr.node_slice(T4)])["t4"]  # republished slices: new views, same keys
+    state.add_node(node, inventory)
+    assert state.used_gpu_milli() == 0  # replaced: the caller re-commits what runs there
+    state.commit(placement)
+    assert state.used_gpu_milli() == 500 and state.nodes["t4"].used_pods == 1
+    assert schedule(*_pod("next"), state).counts == {"untolerated taint maintenance:NoSchedule": 1}
+
+
+def test_first_available_alternatives_do_not_filter_nodes():
+    """A node where the first alternative cannot fit may still take a later one: the allocator decides."""
+    state = _state([T4])
+    pod, claims = _pod()
+    req = claims[0]["spec"]["devices"]["requests"][0]
+    exactly = req.pop("exactly")
+    big = dict(exactly, selectors=[{"cel": {"expression": "device.attributes['gpu.nvidia.com'].productName == 'H100'"}}])
+    req["firstAvailable"] = [dict(big, name="h100"), dict(exactly, name="any")]
+    result = schedule(pod, claims, state)
+    assert isinstance(result, Placement)
+    assert result.allocations["p-gpu"]["devices"]["results"][0]["request"] == "gpu/any"

@@ -103,6 +103,26 @@ def test_nodes_are_registered_with_capacity_and_leases(env: Env) -> None:
              != first, what="lease renewed")
 
 
+def test_the_drivers_device_classes_exist_from_the_start(env: Env) -> None:
+    classes = {c["metadata"]["name"]: c for c in _raw(env.dra.list_device_class(_preload_content=False))["items"]}
+    assert sorted(classes) == ["fractional.gpu.nvidia.com", "gpu.nvidia.com", "mig.nvidia.com", "replica.gpu.nvidia.com"]
+    assert classes["mig.nvidia.com"]["spec"]["selectors"][0]["cel"]["expression"] == \
+        "device.driver == 'gpu.nvidia.com' && device.attributes['gpu.nvidia.com'].type == 'mig'"
+
+
+def test_device_classes_follow_the_driver_name_and_can_be_left_out(tmp_path: Path) -> None:
+    spec = parse_cluster({"driverName": "gpu.example.com", "nodes": [{"name": "node-x", "cpu": "4", "memory": "8Gi"}]})
+    with LocalCluster(spec, workdir=tmp_path / "a", plugin_factory=None, kubelets=False, claim_controller=False,
+                      workloads=False, default_scheduler=False) as cluster:
+        dra = client.ResourceV1Api(cluster.api_client())
+        assert sorted(c.metadata.name for c in dra.list_device_class().items) == [
+            "fractional.gpu.example.com", "gpu.example.com", "mig.example.com", "replica.gpu.example.com"]
+        assert cluster.create_device_classes() == []  # already there: kept, nothing created twice
+    with LocalCluster(spec, workdir=tmp_path / "b", plugin_factory=None, kubelets=False, claim_controller=False,
+                      workloads=False, default_scheduler=False, device_classes=False) as cluster:
+        assert client.ResourceV1Api(cluster.api_client()).list_device_class().items == []
+
+
 def test_claims_are_generated_from_templates(env: Env) -> None:
     env.core.create_namespaced_pod("default", _pod("train"))
     name = env.claim_of("train")

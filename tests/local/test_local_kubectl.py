@@ -81,7 +81,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     tmp = tmp_path_factory.mktemp("local-up")
     kubeconfig = tmp / "kubeconfig"
     log = (tmp / "local-up.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "driver", "local", "up", "--no-plugins", "--kubeconfig", str(kubeconfig),
+    proc = subprocess.Popen([sys.executable, "-m", "driver", "local", "up", "--no-plugins", "--no-device-classes", "--kubeconfig", str(kubeconfig),
                              "--workdir", str(tmp / "work")], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -29,7 +29,6 @@ from driver.dra.quantity import QuantityError, parse_quantity
 
 VERSIONS = ("1.34", "1.35", "1.36", "1.37")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN_PART = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -53,7 +52,7 @@ def is_dns_label(value: Any) -> bool:
 def is_dns_subdomain(value: Any, max_len: int = 253) -> bool:
     if not isinstance(value, str) or not value or len(value) > max_len:
         return False
-    return all(_DNS_SUBDOMAIN_PART.match(p) for p in value.split("."))
+    return all(_DNS_LABEL.match(p) for p in value.split("."))
 
 
 def is_semver(value: Any) -> bool:
@@ -90,7 +89,13 @@ def qualified_name_error(key: Any) -> str | None:
     return None
 
 
-def _label_name_error(key: Any) -> str | None:
+def is_label_value(value: Any) -> bool:
+    """A label (or taint) value: empty, or <= 63 alphanumerics, '-', '_', '.', alphanumeric at both ends."""
+    return isinstance(value, str) and len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+
+
+def label_key_error(key: Any) -> str | None:
+    """Why `key` is not a label key (also taint keys, extended resource names): [<dns subdomain>/]<name>."""
     if not isinstance(key, str) or not key:
         return "must be a non-empty string"
     prefix, sep, name = key.rpartition("/")
@@ -279,11 +284,15 @@ def _check_device(dev: Any, where: str, driver: str, errors: list[str], version:
         name = c.get("counterSet")
         if not is_dns_label(name):
             errors.append(f"{cw}.counterSet: {name!r} is not a DNS label")
-        if name in sets_seen:
-            errors.append(f"{cw}.counterSet: {name!r} listed twice (one entry per counter set)")
-        sets_seen.add(name)
+        if isinstance(name, str):  # anything else was reported just above (and may not be hashable)
+            if name in sets_seen:
+                errors.append(f"{cw}.counterSet: {name!r} listed twice (one entry per counter set)")
+            sets_seen.add(name)
         _check_counters(c.get("counters"), f"{cw}.counters", errors)
     taints = dev.get("taints") or []
+    if not isinstance(taints, list):
+        errors.append(f"{where}.taints: must be a list")
+        taints = []
     max_taints = 16 if version >= (1, 35) else 4
     if len(taints) > max_taints:
         errors.append(f"{where}.taints: at most {max_taints}, got {len(taints)}")
@@ -293,11 +302,11 @@ def _check_device(dev: Any, where: str, driver: str, errors: list[str], version:
         if not isinstance(t, dict):
             errors.append(f"{tw}: must be an object")
             continue
-        err = _label_name_error(t.get("key"))
+        err = label_key_error(t.get("key"))
         if err:
             errors.append(f"{tw}.key: {err}")
         value = t.get("value", "")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not is_label_value(value):
             errors.append(f"{tw}.value: {value!r} is not a label value (<= 63 alphanumerics, '-', '_', '.')")
         if t.get("effect") not in ("None", "NoSchedule", "NoExecute"):
             errors.append(f"{tw}.effect: expected None, NoSchedule or NoExecute, got {t.get('effect')!r}")
@@ -525,6 +534,8 @@ def validate_slice(obj: Any, version: str = "1.35") -> list[str]:
         if not _device_ok(dev, driver, ver):
             _check_device(dev, f"spec.devices[{k}]", driver, errors, ver)
         n = dev.get("name") if isinstance(dev, dict) else None
+        if not isinstance(n, str):
+            continue  # reported by the device check
         if n in names:
             errors.append(f"spec.devices[{k}].name: duplicate device name {n!r}")
         names.add(n)
@@ -541,17 +552,25 @@ def validate_slice(obj: Any, version: str = "1.35") -> list[str]:
             errors.append(f"{sw}: unknown field(s) {', '.join(sorted(set(cs) - {'name', 'counters'}))}")
         if not is_dns_label(cs.get("name")):
             errors.append(f"{sw}.name: {cs.get('name')!r} is not a DNS label")
-        if cs.get("name") in set_names:
-            errors.append(f"{sw}.name: duplicate counter set {cs.get('name')!r}")
+        cname = cs.get("name")
+        if isinstance(cname, str) and cname in set_names:
+            errors.append(f"{sw}.name: duplicate counter set {cname!r}")
         total_counters += _check_counters(cs.get("counters"), f"{sw}.counters", errors)
-        set_names[cs.get("name")] = set(cs.get("counters") or {})
+        if isinstance(cname, str):
+            counters = cs.get("counters")
+            set_names[cname] = set(counters) if isinstance(counters, dict) else set()
     if ver < (1, 35):
         if total_counters > 32:
             errors.append(f"spec.sharedCounters: {total_counters} counters over all sets, at most 32 (Kubernetes 1.34)")
         consumptions = 0
         for k, dev in enumerate(devices):
-            for j, c in enumerate((dev.get("consumesCounters") or []) if isinstance(dev, dict) else []):
+            consumes = dev.get("consumesCounters") if isinstance(dev, dict) else None
+            for j, c in enumerate(consumes if isinstance(consumes, list) else []):
+                if not isinstance(c, dict) or isinstance(c.get("counterSet"), (list, dict)):
+                    continue  # malformed (and unhashable): reported by the device check
                 counters = c.get("counters") or {}
+                if not isinstance(counters, dict):
+                    counters = {}  # reported by the device check
                 consumptions += len(counters)
                 cset = c.get("counterSet")
                 if cset not in set_names:

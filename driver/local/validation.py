@@ -1,10 +1,10 @@
 """Server-side validation: object names and labels, and the resource.k8s.io/v1 rules (FACTS §4).
 
 Every check returns (field path, message) pairs so the API server can answer one 422 that names
-each offending field, the way kube-apiserver's field.ErrorList does. ResourceSlices go through
-the device model's own validator (`driver.devices.validate.validate_slice`) when it is
-installed, so that the driver and the server agree on the limits; the built-in checks here are
-the fallback and cover claims, templates and classes.
+each offending field, the way kube-apiserver's field.ErrorList does. Names, label keys and values,
+attribute names and versions are checked by the device model's helpers
+(`driver.devices.validate`), and ResourceSlices by its `validate_slice`, so that the driver and the
+server agree on every rule; the checks here add claims, templates and classes.
 """
 
 from __future__ import annotations
@@ -13,49 +13,26 @@ import json
 import re
 from typing import Any
 
-Causes = list[tuple[str, str]]
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-((0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
-    r"(\+([0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*))?$"
+from driver.devices.validate import (
+    is_dns_label,
+    is_dns_subdomain,
+    is_label_value,
+    label_key_error,
+    qualified_name_error,
+    validate_slice,
 )
 
-MAX_DEVICES = 128
-MAX_DEVICES_WITH_TAINTS_OR_COUNTERS = 64
-MAX_ATTRIBUTES_AND_CAPACITIES = 32
+__all__ = ["Causes", "is_dns_label", "is_dns_subdomain", "validate_metadata", "validate_claim_spec", "validate_dra",
+           "unknown_fields"]
+
+Causes = list[tuple[str, str]]
+_FIELD_PATH = re.compile(r"^[A-Za-z]\S*$")
+
 MAX_ITEMS = 32  # selectors, requests, constraints, configs
 MAX_SUBREQUESTS = 8
 MAX_OPAQUE_BYTES = 10 * 1024
 MAX_CEL_BYTES = 10 * 1024
 MAX_RESERVED_FOR = 256
-MAX_COUNTER_SETS = 8
-MAX_COUNTERS = 32
-MAX_CONSUMES_COUNTERS = 2
-MAX_STRING = 64
-
-
-def is_dns_label(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
-
-
-def is_dns_subdomain(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
-
-
-def _qualified_name_errors(value: Any) -> str:
-    """'' when `value` is a valid label key / qualified name, else why not."""
-    if not isinstance(value, str) or not value:
-        return "must be a non-empty string"
-    prefix, _, name = value.rpartition("/")
-    if prefix and not is_dns_subdomain(prefix):
-        return f"prefix {prefix!r} must be a DNS subdomain"
-    if len(name) > 63 or not _LABEL_NAME.match(name):
-        return "name part must be at most 63 alphanumeric characters, '-', '_' or '.', starting and ending alphanumeric"
-    return ""
 
 
 def validate_metadata(meta: dict[str, Any], dns_label: bool = False) -> Causes:
@@ -75,10 +52,10 @@ def validate_metadata(meta: dict[str, Any], dns_label: bool = False) -> Causes:
     if labels is not None and not isinstance(labels, dict):
         causes.append(("metadata.labels", "Invalid value: expected a map of strings"))
     for key, value in (labels or {}).items() if isinstance(labels, dict) else ():
-        why = _qualified_name_errors(key)
+        why = label_key_error(key)
         if why:
             causes.append(("metadata.labels", f"Invalid value: {key!r}: {why}"))
-        if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
+        if not is_label_value(value):
             causes.append(("metadata.labels", f"Invalid value: {value!r}: a label value must be at most 63 characters, "
                                                "alphanumeric, '-', '_' or '.', starting and ending alphanumeric"))
     annotations = meta.get("annotations")
@@ -92,105 +69,11 @@ def validate_metadata(meta: dict[str, Any], dns_label: bool = False) -> Causes:
 
 # --- ResourceSlice ---------------------------------------------------------------------------
 
-def _attribute_key_errors(key: Any) -> str:
-    if not isinstance(key, str):
-        return "must be a string"
-    domain, _, ident = key.rpartition("/")
-    if domain and not is_dns_subdomain(domain):
-        return f"domain {domain!r} must be a DNS subdomain"
-    if len(ident) > 32 or not _C_IDENT.match(ident):
-        return "must be a C identifier of at most 32 characters, optionally prefixed by a DNS subdomain and '/'"
-    return ""
-
-
-def _slice_builtin(obj: dict[str, Any]) -> Causes:
-    causes: Causes = []
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return [("spec", "Required value")]
-    if not is_dns_subdomain(spec.get("driver")) or len(spec.get("driver", "")) > 63:
-        causes.append(("spec.driver", f"Invalid value: {spec.get('driver')!r}: must be a DNS subdomain of at most 63 characters"))
-    pool = spec.get("pool")
-    if not isinstance(pool, dict) or not pool.get("name"):
-        causes.append(("spec.pool.name", "Required value"))
-    else:
-        if not isinstance(pool.get("resourceSliceCount"), int) or pool["resourceSliceCount"] <= 0:
-            causes.append(("spec.pool.resourceSliceCount", "Invalid value: must be greater than zero"))
-        if not isinstance(pool.get("generation", 0), int) or pool.get("generation", 0) < 0:
-            causes.append(("spec.pool.generation", "Invalid value: must be greater than or equal to 0"))
-    selectors = [k for k in ("nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection") if spec.get(k)]
-    if len(selectors) != 1:
-        causes.append(("spec", "Invalid value: exactly one of `nodeName`, `nodeSelector`, `allNodes`, "
-                               f"`perDeviceNodeSelection` is required (got {selectors or 'none'})"))
-    devices = spec.get("devices") or []
-    if not isinstance(devices, list):
-        return causes + [("spec.devices", "Invalid value: expected a list")]
-    heavy = any(isinstance(d, dict) and (d.get("taints") or d.get("consumesCounters")) for d in devices)
-    limit = MAX_DEVICES_WITH_TAINTS_OR_COUNTERS if heavy else MAX_DEVICES
-    if len(devices) > limit:
-        causes.append(("spec.devices", f"Too many: {len(devices)}: must have at most {limit} items"))
-    seen: set[str] = set()
-    for i, dev in enumerate(devices):
-        path = f"spec.devices[{i}]"
-        if not isinstance(dev, dict):
-            causes.append((path, "Invalid value: expected an object"))
-            continue
-        name = dev.get("name")
-        if not is_dns_label(name):
-            causes.append((f"{path}.name", f"Invalid value: {name!r}: must be a DNS-1123 label"))
-        elif name in seen:
-            causes.append((f"{path}.name", f"Duplicate value: {name!r}"))
-        seen.add(str(name))
-        attrs, caps = dev.get("attributes") or {}, dev.get("capacity") or {}
-        if len(attrs) + len(caps) > MAX_ATTRIBUTES_AND_CAPACITIES:
-            causes.append((path, f"Too many: {len(attrs) + len(caps)}: must have at most "
-                                 f"{MAX_ATTRIBUTES_AND_CAPACITIES} attributes and capacities combined"))
-        for key, val in attrs.items():
-            apath = f"{path}.attributes[{key}]"
-            why = _attribute_key_errors(key)
-            if why:
-                causes.append((apath, f"Invalid value: {key!r}: {why}"))
-            kinds = [k for k in ("int", "bool", "string", "version") if isinstance(val, dict) and k in val]
-            if len(kinds) != 1:
-                causes.append((apath, "Invalid value: exactly one value (int, bool, string or version) must be specified"))
-                continue
-            v = val[kinds[0]]
-            if kinds[0] in ("string", "version") and (not isinstance(v, str) or len(v) > MAX_STRING):
-                causes.append((f"{apath}.{kinds[0]}", f"Too long: must have at most {MAX_STRING} characters"))
-            elif kinds[0] == "version" and not _SEMVER.match(v):
-                causes.append((f"{apath}.version", f"Invalid value: {v!r}: must be a strict semantic version"))
-        for key in caps:
-            why = _attribute_key_errors(key)
-            if why:
-                causes.append((f"{path}.capacity[{key}]", f"Invalid value: {key!r}: {why}"))
-        consumes = dev.get("consumesCounters") or []
-        if len(consumes) > MAX_CONSUMES_COUNTERS:
-            causes.append((f"{path}.consumesCounters", f"Too many: {len(consumes)}: must have at most {MAX_CONSUMES_COUNTERS} items"))
-    counter_sets = spec.get("sharedCounters") or []
-    if len(counter_sets) > MAX_COUNTER_SETS:
-        causes.append(("spec.sharedCounters", f"Too many: {len(counter_sets)}: must have at most {MAX_COUNTER_SETS} items"))
-    for i, cs in enumerate(counter_sets):
-        if not isinstance(cs, dict) or not is_dns_label(cs.get("name")):
-            causes.append((f"spec.sharedCounters[{i}].name", "Invalid value: must be a DNS-1123 label"))
-            continue
-        counters = cs.get("counters") or {}
-        if len(counters) > MAX_COUNTERS:
-            causes.append((f"spec.sharedCounters[{i}].counters", f"Too many: {len(counters)}: must have at most {MAX_COUNTERS} items"))
-        for cname in counters:
-            if not is_dns_label(cname):
-                causes.append((f"spec.sharedCounters[{i}].counters[{cname}]", "Invalid value: must be a DNS-1123 label"))
-    return causes
-
-
 def _slice(obj: dict[str, Any]) -> Causes:
-    try:
-        from driver.devices.validate import validate_slice  # the device model's own limits
-    except ImportError:
-        return _slice_builtin(obj)
     causes: Causes = []
     for message in validate_slice(obj):
         path, sep, rest = message.partition(": ")
-        if sep and re.match(r"^[A-Za-z]\S*$", path):
+        if sep and _FIELD_PATH.match(path):
             causes.append((path, rest))
         else:
             causes.append(("spec", message))
@@ -334,7 +217,7 @@ def validate_claim_spec(path: str, spec: Any) -> Causes:
         if len(kinds) != 1:
             causes.append((cpath, "Invalid value: exactly one of `matchAttribute` or `distinctAttribute` is required"))
         for k in kinds:
-            why = _attribute_key_errors(con[k])
+            why = qualified_name_error(con[k])
             if why or "/" not in con[k]:
                 causes.append((f"{cpath}.{k}", f"Invalid value: {con[k]!r}: must be a fully qualified attribute name (<domain>/<name>)"))
         for j, req in enumerate(con.get("requests") or []):
@@ -412,8 +295,9 @@ def validate_dra(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> 
             return [("spec", "Invalid value: expected an object")]
         causes = _selectors("spec.selectors", spec.get("selectors")) + _configs("spec.config", spec.get("config"), None)
         ext = spec.get("extendedResourceName")
-        if ext is not None and _qualified_name_errors(ext):
-            causes.append(("spec.extendedResourceName", f"Invalid value: {ext!r}: {_qualified_name_errors(ext)}"))
+        why = label_key_error(ext) if ext is not None else None
+        if why:
+            causes.append(("spec.extendedResourceName", f"Invalid value: {ext!r}: {why}"))
         return causes
     return []
 

@@ -14,11 +14,11 @@ what a spec uses.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from driver.fsutil import remove_temp_files, write_atomic
 
 VENDOR = "k8s.gpu.nvidia.com"
 CLASS = "claim"
@@ -105,27 +105,11 @@ def build_spec(claim_uid: str, devices: list[DeviceEdits], common_env: dict[str,
 
 def write_spec(cdi_root: str | Path, claim_uid: str, spec: dict[str, Any]) -> Path:
     """Atomically (re)write the spec of one claim; readers see the old file or the new one."""
-    root = Path(cdi_root)
-    root.mkdir(parents=True, exist_ok=True)
-    target = spec_path(root, claim_uid)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(spec, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # runtimes run as root, but readable specs help debugging
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    # No directory fsync: a spec only matters within one boot (after a reboot the plugin drops
-    # every claim and kubelet prepares again), and readers already see old-or-new atomically.
-    return target
+    text = json.dumps(spec, indent=2, sort_keys=True) + "\n"
+    # 0644: runtimes run as root, but readable specs help debugging. No directory fsync: a spec
+    # only matters within one boot (after a reboot the plugin drops every claim and kubelet
+    # prepares again), and readers already see old-or-new atomically.
+    return write_atomic(spec_path(cdi_root, claim_uid), text, mode=0o644)
 
 
 def delete_spec(cdi_root: str | Path, claim_uid: str) -> bool:
@@ -148,11 +132,4 @@ def list_claim_uids(cdi_root: str | Path) -> list[str]:
 
 def remove_stale_temp_files(cdi_root: str | Path) -> int:
     """Delete temporary files a crash left behind mid-write; returns how many."""
-    root = Path(cdi_root)
-    if not root.is_dir():
-        return 0
-    count = 0
-    for p in root.glob(f".{VENDOR}-{CLASS}_*.tmp"):
-        p.unlink(missing_ok=True)
-        count += 1
-    return count
+    return remove_temp_files(cdi_root, f"{VENDOR}-{CLASS}_*")

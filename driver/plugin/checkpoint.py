@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from driver.fsutil import remove_temp_files, write_atomic
 
 FILE_NAME = "checkpoint.json"
 FORMAT_VERSION = 1
@@ -103,36 +103,16 @@ def _checksum(payload: dict[str, Any]) -> str:
 
 
 def save(state_dir: str | Path, cp: Checkpoint) -> None:
-    """Atomically replace the checkpoint file."""
-    directory = Path(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Atomically replace the checkpoint file (directory synced: it must survive a crash of the node)."""
     payload = _payload(cp)
     doc = {"checksum": _checksum(payload), "data": payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILE_NAME}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / FILE_NAME)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(Path(state_dir) / FILE_NAME, json.dumps(doc, sort_keys=True), sync_dir=True)
 
 
 def load(state_dir: str | Path) -> Checkpoint | None:
     """Read the checkpoint; None when there is none yet. Raises CheckpointCorrupt if untrustworthy."""
     path = Path(state_dir) / FILE_NAME
-    for stale in Path(state_dir).glob(f".{FILE_NAME}.*.tmp"):
-        stale.unlink(missing_ok=True)  # a crash mid-write; the real file is intact
+    remove_temp_files(state_dir, FILE_NAME)  # a crash mid-write; the real file is intact
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -111,8 +111,6 @@ def test_cel_on_capacity_and_version(server, api: Api) -> None:
         assert bound(api, "p") == "big-new"
 
 
-@pytest.mark.xfail(reason="schedule.py scores only a request's first alternative (allocate() itself falls back)",
-                   strict=False)
 def test_first_available_falls_back(server, api: Api) -> None:
     api.create(node("n1"))
     api.create(resource_slice("n1", gpu_devices("n1", 1, product="NVIDIA L4", memory="24Gi")))

@@ -300,3 +300,26 @@ def test_default_scheduler_places_pods_without_claims(env: Env) -> None:
     env.core.create_namespaced_pod("default", with_claim)
     event = wait_for(lambda: [e for e in env.events("dra") if e.reason == "FailedScheduling"], what="DRA warning")[0]
     assert "gpu-dra-scheduler" in event.message
+
+
+def test_a_restarted_claim_controller_adopts_the_claim_it_made_before(kube: client.ApiClient, core: client.CoreV1Api,
+                                                                      dra: client.ResourceV1Api) -> None:
+    """Its first sync must find the pod's existing claim in its (owner-indexed) cache, not make a second."""
+    from driver.local.claims import ClaimController
+
+    dra.create_namespaced_resource_claim_template("default", TEMPLATE, _preload_content=False)
+    pod = core.create_namespaced_pod("default", _pod("resumed"))
+    earlier = _raw(dra.create_namespaced_resource_claim("default", {
+        "metadata": {"generateName": "resumed-gpu-", "annotations": {POD_CLAIM_ANNOTATION: "gpu"},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "resumed", "uid": pod.metadata.uid,
+                                          "controller": True, "blockOwnerDeletion": True}]},
+        "spec": TEMPLATE["spec"]["spec"]}, _preload_content=False))
+    controller = ClaimController(kube, workers=2)
+    controller.start()
+    try:
+        statuses = wait_for(lambda: core.read_namespaced_pod("resumed", "default").status.resource_claim_statuses,
+                            what="the claim recorded in the pod's status")
+        assert [(s.name, s.resource_claim_name) for s in statuses] == [("gpu", earlier["metadata"]["name"])]
+        assert [c.metadata.name for c in dra.list_namespaced_resource_claim("default").items] == [earlier["metadata"]["name"]]
+    finally:
+        controller.stop()

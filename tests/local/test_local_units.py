@@ -1,10 +1,16 @@
-"""Pure pieces of the local cluster: patches, selectors, cluster files, the fallback slice validator."""
+"""Pure pieces of the local cluster: patches, selectors, cluster files, validation, informer caches, workers."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from driver.local import patch, selectors, table, validation
+from driver.local.informer import Cache
+from driver.local.workqueue import WorkQueue, Workers
 from driver.local.clusterfile import ClusterFileError, load_cluster, parse_cluster
 from driver.local.errors import ApiError
 
@@ -65,16 +71,19 @@ def test_selector_parsing_errors_are_400() -> None:
     assert match is not None and match({"spec": {"unschedulable": True}}) and not match({"spec": {}})
 
 
-def test_builtin_slice_validator() -> None:
-    good = {"spec": {"driver": "gpu.nvidia.com", "nodeName": "n", "pool": {"name": "n", "resourceSliceCount": 1},
-                     "devices": [{"name": "gpu-0", "attributes": {"cudaComputeCapability": {"version": "8.0.0"}}}]}}
-    assert validation._slice_builtin(good) == []
-    bad = {"spec": {"driver": "Bad", "allNodes": True, "nodeName": "n", "pool": {"name": "n", "resourceSliceCount": 0},
-                    "devices": [{"name": "gpu-0", "attributes": {"x/y/z": {"version": "8.0"}}},
-                                {"name": "gpu-0"}]}}
-    fields = [f for f, _ in validation._slice_builtin(bad)]
-    assert fields == ["spec.driver", "spec.pool.resourceSliceCount", "spec", "spec.devices[0].attributes[x/y/z]",
-                      "spec.devices[0].attributes[x/y/z].version", "spec.devices[1].name"]
+def test_slices_are_checked_by_the_device_models_validator() -> None:
+    head = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": "s"}}
+    good = {**head, "spec": {"driver": "gpu.nvidia.com", "nodeName": "n",
+                             "pool": {"name": "n", "generation": 0, "resourceSliceCount": 1},
+                             "devices": [{"name": "gpu-0", "attributes": {"cudaComputeCapability": {"version": "8.0.0"}}}]}}
+    assert validation.validate_dra("ResourceSlice", good, None) == []
+    bad = {**head, "spec": {"driver": "Bad", "allNodes": True, "nodeName": "n",
+                            "pool": {"name": "n", "generation": 0, "resourceSliceCount": 0},
+                            "devices": [{"name": "gpu-0", "attributes": {"x/y/z": {"version": "8.0"}}},
+                                        {"name": "gpu-0"}]}}
+    fields = [f for f, _ in validation.validate_dra("ResourceSlice", bad, None)]
+    assert fields == ["spec.driver", "spec.pool.resourceSliceCount", "spec", "spec.devices[0].attributes['x/y/z']",
+                      "spec.devices[0].attributes['x/y/z'].version", "spec.devices[1].name"]
 
 
 def test_default_cluster_description() -> None:
@@ -142,3 +151,75 @@ def test_local_up_rejects_a_bad_cluster_file(tmp_path) -> None:
                            str(kubeconfig)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "nodes[0].memory" in done.stderr and not kubeconfig.exists()
+
+
+def _obj(name: str, rv: int, owner: str = "", ns: str = "default") -> dict[str, Any]:
+    return {"metadata": {"namespace": ns, "name": name, "resourceVersion": str(rv), "labels": {"owner": owner}}}
+
+
+def _owners(obj: dict[str, Any]) -> list[str]:
+    owner = obj["metadata"]["labels"]["owner"]
+    return [owner] if owner else []
+
+
+def test_cache_index_follows_updates_deletes_and_relists() -> None:
+    cache = Cache({"owner": _owners})
+    cache.upsert(_obj("a", 5, "u1"))
+    cache.upsert(_obj("b", 6, "u1"))
+    assert sorted(o["metadata"]["name"] for o in cache.by_index("owner", "u1")) == ["a", "b"]
+    cache.upsert(_obj("a", 7, "u2"))  # the owner changed: moved between index entries
+    assert [o["metadata"]["name"] for o in cache.by_index("owner", "u1")] == ["b"]
+    assert [o["metadata"]["name"] for o in cache.by_index("owner", "u2")] == ["a"]
+    cache.upsert(_obj("a", 6, "u3"))  # older than what the cache holds (a late event): ignored
+    assert cache.get("default", "a")["metadata"]["resourceVersion"] == "7"
+    cache.delete(_obj("b", 8, "u1"))
+    assert cache.by_index("owner", "u1") == [] and cache.get("default", "b") is None
+    cache.upsert(_obj("b", 6, "u1"))  # a writer's late copy must not bring a deleted object back
+    assert cache.get("default", "b") is None
+    cache.upsert(_obj("c", 20, "u4"))  # written after the list below was taken
+    cache.replace([_obj("d", 9, "u1")], list_rv=10)  # a re-list: "a" is gone, "c" is newer than the list
+    assert sorted(o["metadata"]["name"] for o in cache.by_index("owner", "u1")) == ["d"]
+    assert cache.get("default", "a") is None and cache.get("default", "c") is not None and len(cache) == 2
+    with pytest.raises(KeyError):
+        cache.by_index("no-such-index", "x")
+
+
+def test_workers_retry_failures_skip_404_and_never_share_a_key() -> None:
+    queue = WorkQueue()
+    lock = threading.Lock()
+    active: set[Any] = set()
+    seen: dict[Any, int] = {}
+    overlap: list[Any] = []
+    done = threading.Event()
+
+    def sync(key: Any) -> None:
+        with lock:
+            if key in active:
+                overlap.append(key)
+            active.add(key)
+            seen[key] = seen.get(key, 0) + 1
+            count = seen[key]
+        try:
+            if key == "gone":
+                raise ApiException(status=404)
+            if key == "flaky" and count < 3:
+                raise ApiException(status=409) if count == 1 else RuntimeError("boom")
+            if key == "flaky":
+                done.set()
+        finally:
+            with lock:
+                active.discard(key)
+
+    workers = Workers("test", queue, sync, count=3, retry_s=0.01)
+    workers.start()
+    try:
+        for _ in range(50):
+            for key in ("a", "b", "gone", "flaky"):
+                queue.add(key)
+        assert done.wait(5), "a failing key is retried until it succeeds"
+    finally:
+        workers.stop()
+    assert overlap == []
+    assert seen["flaky"] == 3 and 1 <= seen["gone"] <= 50  # 404: not retried on its own
+    with pytest.raises(ValueError, match="at least 1"):
+        Workers("none", WorkQueue(), sync, count=0)

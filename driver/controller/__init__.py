@@ -8,5 +8,5 @@ Modules, in data-flow order:
 - scheduler.py: the `Controller` (decide on one thread, write and bind on a pool, release);
 - writer.py: claim finalizer/allocation/reservation writes, binding, rollback, conditions, events;
 - leader.py: Lease-based leader election; metrics.py: Prometheus + /healthz;
-- status.py: `gpu-dra status` report; demo.py + demo/*.yaml: `gpu-dra demo`; bench.py: `gpu-dra bench-controller`.
+- status.py: `gpu-dra status` report; demo.py + demo/*.yaml: `gpu-dra demo`; bench.py: `gpu-dra bench controller`.
 """

@@ -1,4 +1,4 @@
-"""`gpu-dra bench-controller`: scheduling throughput through the API (BENCHMARKS.md §2).
+"""`gpu-dra bench controller`: scheduling throughput through the API (BENCHMARKS.md §2).
 
 The shape of kube-scheduler's scheduler_perf `SchedulingWithResourceClaimTemplate`: N nodes with
 G whole GPUs each (one ResourceSlice per node), one ResourceClaimTemplate, P pods each with one

@@ -1,4 +1,5 @@
-"""Subcommands of this part (registered by driver.cli): controller, status, demo, bench-controller.
+"""Subcommands of this part (registered by driver.cli): controller, status, demo, and
+`bench controller` (through `register_bench`, called by driver/sim/commands.py).
 
 Heavy imports happen inside the handlers so that `gpu-dra --help` stays fast.
 """
@@ -47,7 +48,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     d.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the pods to be placed")
     d.set_defaults(func=_demo)
 
-    b = sub.add_parser("bench-controller",
+
+def register_bench(bench: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `gpu-dra bench controller`."""
+    b = bench.add_parser("controller",
                        help="controller throughput through the in-memory API server (BENCHMARKS.md §2)")
     b.add_argument("--nodes", default="500", help="node count, or a comma list for the scaling series (100,1000,5000)")
     b.add_argument("--gpus-per-node", type=int, default=8)
@@ -152,15 +156,15 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         nodes = [int(n) for n in str(args.nodes).split(",") if n.strip()]
     except ValueError:
-        print(f"gpu-dra bench-controller: --nodes: expected a number or a comma list, got {args.nodes!r}", file=sys.stderr)
+        print(f"gpu-dra bench controller: --nodes: expected a number or a comma list, got {args.nodes!r}", file=sys.stderr)
         return 2
     if not nodes or min(nodes) < 1 or args.pods < 1 or args.gpus_per_node < 1 or args.runs < 1:
-        print("gpu-dra bench-controller: --nodes, --pods, --gpus-per-node and --runs must be positive", file=sys.stderr)
+        print("gpu-dra bench controller: --nodes, --pods, --gpus-per-node and --runs must be positive", file=sys.stderr)
         return 2
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
     bad = [m for m in modes if m not in ("scheduling", "pipeline", "decide")]
     if bad or not modes:
-        print(f"gpu-dra bench-controller: --mode: expected scheduling, pipeline and/or decide, got {args.mode!r}",
+        print(f"gpu-dra bench controller: --mode: expected scheduling, pipeline and/or decide, got {args.mode!r}",
               file=sys.stderr)
         return 2
     opts: dict[str, Any] = dict(modes=modes, gpus_per_node=args.gpus_per_node, pods=args.pods, strategy=args.strategy,

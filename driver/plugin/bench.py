@@ -1,4 +1,4 @@
-"""`gpu-dra bench-prepare`: plugin latencies as kubelet sees them (BENCHMARKS.md §3).
+"""`gpu-dra bench prepare`: plugin latencies as kubelet sees them (BENCHMARKS.md §3).
 
 Everything is real except the GPU: an in-process local API server reached over HTTP by the
 official client, the plugin's gRPC server on a unix socket called through the generated stubs,
@@ -132,7 +132,7 @@ def _publish_times(root: Path, api: ApiServer, kubeconfig: Path) -> list[dict[st
 def main(iterations: int = 200, sizes: list[int] | None = None, as_json: bool = False) -> int:
     sizes = sizes or [1, 4, 8]
     if iterations < 1 or any(not 1 <= s <= 8 for s in sizes):
-        raise SystemExit("bench-prepare: --iterations must be >= 1 and --sizes between 1 and 8 (an 8-GPU node)")
+        raise SystemExit("bench prepare: --iterations must be >= 1 and --sizes between 1 and 8 (an 8-GPU node)")
     with tempfile.TemporaryDirectory(prefix="gpu-dra-bench-") as tmp, ApiServer() as api:
         root = Path(tmp)
         kubeconfig = api.write_kubeconfig(root / "kubeconfig")

@@ -1,8 +1,6 @@
-"""Subcommands of this part (registered by driver.cli): `kubelet-plugin` and `bench-prepare`.
+"""Subcommands of this part (registered by driver.cli): `kubelet-plugin`, and `bench prepare`.
 
-The benchmark is its own top-level command (`gpu-dra bench-prepare`) rather than a child of
-`gpu-dra bench`, which the simulator part owns: two parts adding children to one subparser
-would have to agree on who creates it.
+`gpu-dra bench` is created by driver/sim/commands.py, which calls `register_bench` here.
 """
 
 from __future__ import annotations
@@ -42,7 +40,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="ResourceSlice counter layout of the cluster's Kubernetes version")
     p.set_defaults(func=_run_plugin)
 
-    b = sub.add_parser("bench-prepare", help="NodePrepareResources/NodeUnprepareResources latency over the socket")
+
+def register_bench(bench: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `gpu-dra bench prepare`."""
+    b = bench.add_parser("prepare", help="NodePrepareResources/NodeUnprepareResources latency over the socket")
     b.add_argument("--iterations", type=int, default=200, help="claims prepared per scenario (default 200)")
     b.add_argument("--sizes", default="1,4,8", help="devices per claim (default 1,4,8)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 
-BENCH_MODULES = ("driver.plugin.bench", "driver.controller.bench", "driver.local.bench")
+BENCH_MODULES = ("driver.plugin.commands", "driver.controller.commands")
 
 
 def _seeds(text: str) -> list[int]:

@@ -123,9 +123,9 @@ def test_lease_config_validation(kw: dict, field: str) -> None:
 
 
 def test_bench_and_demo_reject_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench-controller", "--nodes", "ten"]) == 2
+    assert main(["bench", "controller", "--nodes", "ten"]) == 2
     assert "--nodes" in capsys.readouterr().err
-    assert main(["bench-controller", "--mode", "fast"]) == 2
+    assert main(["bench", "controller", "--mode", "fast"]) == 2
     assert "--mode" in capsys.readouterr().err
     assert main(["demo", "--strategy", "binpack,random"]) == 2
     assert "unknown scheduling strategy 'random'" in capsys.readouterr().err

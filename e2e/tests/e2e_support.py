@@ -200,26 +200,6 @@ def wait_pods_placed(target: Target, namespace: str, count: int, timeout: float 
     return list(watch_until(target, core.list_namespaced_pod, (namespace,), done, timeout, what).values())
 
 
-def serves_deployments(target: Target) -> bool:
-    groups = client.ApisApi(target.api).get_api_versions()
-    return any(g.name == "apps" and any(v.version == "v1" for v in g.versions) for g in groups.groups)
-
-
-def as_pods(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Deployments replaced by the pods their ReplicaSet would create (`<name>-<i>`), for a
-    target without workload controllers (the local cluster); everything else unchanged."""
-    out = []
-    for obj in objects:
-        if obj["kind"] != "Deployment":
-            out.append(obj)
-            continue
-        template = obj["spec"]["template"]
-        for i in range(obj["spec"].get("replicas", 1)):
-            metadata = {**template.get("metadata", {}), "name": f"{obj['metadata']['name']}-{i}"}
-            out.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
-    return out
-
-
 def wait_slices(target: Target, driver_name: str, timeout: float = 120) -> dict[str, dict[str, Any]]:
     """Wait until the driver has published at least one device in ResourceSlices."""
     resource = client.ResourceV1Api(target.api)

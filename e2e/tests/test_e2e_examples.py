@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from e2e_support import (
-    EXAMPLES, Target, apply, as_pods, attribute, claims_of, delete, for_scheduler, iter_examples, load_manifests,
-    new_namespace, pod_spec_of, published_devices, results, serves_deployments, wait_claims_gone,
+    EXAMPLES, Target, apply, attribute, claims_of, delete, for_scheduler, iter_examples, load_manifests,
+    new_namespace, pod_spec_of, published_devices, results, wait_claims_gone,
     wait_pods_placed,
 )
 
@@ -47,8 +47,6 @@ def _pod_count(objects: list[dict[str, Any]]) -> int:
 def test_example_is_placed_with_the_devices_it_asks_for(installed: Target, path: Path) -> None:
     target = installed
     objects = for_scheduler(load_manifests(path), target.scheduler_name)
-    if not serves_deployments(target):
-        objects = as_pods(objects)
     namespace = new_namespace(target, path.stem)
     apply(target, namespace, objects)
     try:

@@ -57,7 +57,7 @@ def _owner_uids(claim: dict[str, Any]) -> list[str]:
 
 
 class ClaimController:
-    """Start/stop component: watch-fed caches of pods and claims, `workers` threads syncing by key.
+    """Start/stop component: watch-fed caches of pods, claims and templates, `workers` threads syncing by key.
 
     Lookups go to the caches (claims indexed by owning pod UID), so each pod costs the same
     however many claims the namespace holds; what the controller writes goes into the caches at

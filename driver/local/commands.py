@@ -1,4 +1,4 @@
-"""Subcommands of this part (registered by driver.cli): `gpu-dra local up`."""
+"""Subcommands of this part (registered by driver.cli): `gpu-dra local up|bench-list|bench-claims`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     bench.add_argument("--repeats", type=int, default=5, help="lists timed (default 5)")
     bench.add_argument("--models", action="store_true", help="also time one list into client models (slow)")
     bench.set_defaults(func=_bench)
+    claims = local_sub.add_parser("bench-claims", help="time the resourceclaim controller generating claims for many pods")
+    claims.add_argument("--pods", default="800", help="pod count, or a comma list for a scaling series (default 800)")
+    claims.add_argument("--workers", type=int, default=None, help="controller worker threads (default: its default)")
+    claims.set_defaults(func=_bench_claims)
 
     def _help(_args: argparse.Namespace) -> int:
         local.print_help()
@@ -46,6 +50,26 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"gpu-dra local bench-list: {exc}")
         return 2
     print(json.dumps(figures, indent=2))
+    return 0
+
+
+def _bench_claims(args: argparse.Namespace) -> int:
+    import json
+
+    from driver.local.bench import run_claims
+
+    try:
+        try:
+            counts = [int(p) for p in str(args.pods).split(",")]
+        except ValueError:
+            raise ValueError(f"--pods: expected a number or a comma list of numbers, got {args.pods!r}") from None
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers: expected at least 1, got {args.workers}")
+        for pods in counts:
+            print(json.dumps(run_claims(pods, args.workers)), flush=True)
+    except ValueError as exc:
+        print(f"gpu-dra local bench-claims: {exc}")
+        return 2
     return 0
 
 

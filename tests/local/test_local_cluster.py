@@ -323,3 +323,12 @@ def test_a_restarted_claim_controller_adopts_the_claim_it_made_before(kube: clie
         assert [c.metadata.name for c in dra.list_namespaced_resource_claim("default").items] == [earlier["metadata"]["name"]]
     finally:
         controller.stop()
+
+
+def test_claim_benchmark_generates_exactly_one_claim_per_pod() -> None:
+    from driver.local.bench import run_claims
+
+    figures = run_claims(30, workers=3, timeout=60)
+    assert figures["finished"] and figures["claims"] == 30 and figures["claims_per_second"] > 0
+    with pytest.raises(ValueError, match="positive"):
+        run_claims(0)

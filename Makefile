@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(BIN)/pytest -n 2 -q
 
 demo: $(STAMP)
-	$(BIN)/gpu-dra demo
+	$(BIN)/gpu-dra --log-level warning demo
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py

@@ -24,3 +24,6 @@ proto: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+bench: $(STAMP)
+	$(BIN)/gpu-dra --log-level warning bench trace --trace all --strategy all --seeds 42-51

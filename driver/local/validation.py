@@ -13,14 +13,14 @@ import json
 import re
 from typing import Any
 
-from driver.devices.validate import (
+from driver.devices.apinames import (
     is_dns_label,
     is_dns_subdomain,
     is_label_value,
     label_key_error,
     qualified_name_error,
-    validate_slice,
 )
+from driver.devices.validate import validate_slice
 
 __all__ = ["Causes", "is_dns_label", "is_dns_subdomain", "validate_metadata", "validate_claim_spec", "validate_dra",
            "unknown_fields"]

@@ -7,7 +7,6 @@ PodScheduled condition and the FailedScheduling event.
 
 from __future__ import annotations
 
-import pytest
 from ctl_helpers import (
     D, Api, claim, claim_spec, controller, gpu_devices, mig_devices, node, pod, resource_slice, wait_for,
 )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -46,36 +47,61 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "driver", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
+class _Component:
+    """A component started as a subprocess, its JSON log lines read by a thread into a queue.
+
+    Waiting with select() on the pipe would miss lines already pulled into the file object's
+    buffer by an earlier readline(), so one reader thread owns the pipe. Events are kept once
+    read: the component's threads log in no fixed order (slices may be published before
+    `plugin_started` is logged), so a wait must also find an event read while waiting for another.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "driver", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.events: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # end of output: the process exited
 
 
-def _wait_event(proc: subprocess.Popen[str], event: str, timeout: float = 60) -> dict[str, Any]:
+def _start(args: list[str], env: dict[str, str]) -> _Component:
+    return _Component(args, env)
+
+
+def _wait_event(component: _Component, event: str, timeout: float = 60) -> dict[str, Any]:
     """Read the component's JSON log lines until `event` (or its exit, or the timeout)."""
-    assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
+    for record in component.events:
+        if record.get("event") == event:
+            return record
     deadline = time.monotonic() + timeout
     seen: list[str] = []
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=deadline - time.monotonic()):
+    while True:
+        try:
+            line = component.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
             break
-        line = proc.stdout.readline()
-        if not line:
+        if line is None:
             break
         seen.append(line.rstrip())
         try:
             record = json.loads(line)
         except ValueError:
             continue
+        component.events.append(record)
         if record.get("event") == event:
             return record
-    proc.kill()
-    raise AssertionError(f"no {event!r} event (exit code {proc.poll()}); last lines:\n" + "\n".join(seen[-15:]))
+    component.proc.kill()
+    raise AssertionError(f"no {event!r} event (exit code {component.proc.poll()}); last lines:\n" + "\n".join(seen[-15:]))
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(component: _Component) -> None:
+    proc = component.proc
     proc.terminate()
     try:
         proc.wait(timeout=20)

@@ -156,6 +156,8 @@ class PlanChooser:
 
     def order(self, request: RequestSpec, candidates: list[DeviceView], inventory: NodeInventory,
               usage: NodeUsage) -> list[DeviceView]:
+        if any(parent_gpu(d) is not None for d in candidates):
+            return by_parent_occupancy(self.strategy, candidates, inventory, usage)
         plan = self.plans.get(id(request), ())
         by_index = {d.index: d for d in candidates}
         first = [by_index[i] for i in plan if i in by_index]
@@ -170,6 +172,31 @@ class PlanChooser:
         rest_idx = [i for i in by_index if i not in plan]
         ordered = self.scorer.device_order(self.strategy, self.klass, self.free, share, rest_idx)
         return first + [by_index[i] for i in ordered]
+
+
+def parent_gpu(device: DeviceView) -> str | None:
+    """The physical GPU a MIG device or time-sliced replica lives on (None for whole/fractional GPUs)."""
+    value = device.attributes.get(device.driver, {}).get("parentUUID")
+    return value if isinstance(value, str) else None
+
+
+def by_parent_occupancy(strategy: str, candidates: list[DeviceView], inventory: NodeInventory,
+                        usage: NodeUsage) -> list[DeviceView]:
+    """MIG devices and replicas ordered by how busy their physical GPU already is.
+
+    The scorer sees each of them as one unit, all alike when free, so on its own it would stack
+    every pod on the first GPU whatever the strategy. `spread` takes the least used GPU first
+    (one failing GPU hurts fewer pods); the packing strategies take the most used one, keeping
+    whole GPUs (and large MIG placements) free.
+    """
+    busy: dict[str, int] = {}
+    for d in inventory.devices:
+        if d.key in usage.exclusive or d.key in usage.shared:
+            parent = parent_gpu(d)
+            if parent is not None:
+                busy[parent] = busy.get(parent, 0) + 1
+    sign = 1 if strategy == "spread" else -1
+    return sorted(candidates, key=lambda d: (sign * busy.get(parent_gpu(d) or "", 0), d.index))
 
 
 def plans_by_request(prepared: PreparedClaims, plan: tuple[tuple[int, ...], ...]) -> dict[int, tuple[int, ...]]:

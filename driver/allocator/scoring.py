@@ -36,7 +36,10 @@ from driver.allocator.score_config import (  # noqa: F401  (re-exported: the pub
 # arrived, seed 42 / 43): node-level binpack tie-break with exact ties 94.93, tolerance 10 → 95.03,
 # 30 → 95.10, 100 → 95.18 / 95.11, 300 → 95.30 / 95.33, 500 → 94.91, 1000 → 95.17; adding the
 # device-level best fit before it: 150 → 95.07, 300 → 95.47 / 95.39. Plain FGD (fgd): 92.5.
-TIE_TOLERANCE = 300.0
+# Means over seeds 42–51 (default / gpushare40): 200 → 95.38 / 93.93, 240 → 95.42 / 94.08,
+# 250 → 95.47 / 94.06, 260 → 95.44 / 94.00, 300 → 95.34 / 93.83. The deltas are bucketed
+# (round(delta / tolerance)), so the landscape is bumpy; 250 is tuned on these seeds.
+TIE_TOLERANCE = 250.0
 FULL = 1000
 STEADY_REFRESH = 4096  # pods between refreshes of the learned workload once it has settled
 CACHE_LIMIT = 500_000  # cached node-state fragments kept before starting afresh (long-running controller)

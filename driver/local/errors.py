@@ -94,11 +94,7 @@ def unsupported_media_type(content_type: str) -> ApiError:
 
 
 def expired(message: str) -> ApiError:
-    return ApiError(410, "Expired", message)
-
-
-def gone(message: str) -> ApiError:
-    """410 Gone: what a watch from a compacted resourceVersion gets."""
+    """410 Gone with reason Expired: a list or watch from a compacted resourceVersion or continue token."""
     return ApiError(410, "Expired", message)
 
 

@@ -172,3 +172,30 @@ def test_thresholds_keep_a_node_in_reserve():
     assert n1 == n2  # 50 % of the node's GPU: not above the threshold, binpack fills it
     n3, _ = _place(state, "p3", 500)
     assert n3 != n1  # would push node past 50 %: the other node first
+
+
+def test_fragmentation_counts_small_gradients_as_none():
+    """`fragmentation` treats a gradient inside ±NEUTRAL_BAND as zero and compares larger ones exactly."""
+    from driver.allocator.scoring import NEUTRAL_BAND
+
+    node = _node_class(1)
+    pod = Shape(0, 0, (Request(1, 100),))
+    for p in (0.2, 0.5):  # 100m on a GPU with 550 free leaves 450 < 500: a fragment of 450 * p
+        scorer = Scorer(PackingConfig(strategy="fragmentation"))
+        scorer.set_targets([(Shape(0, 0, (Request(1, 500),)), p)])
+        delta = 450 * p
+        cost = scorer.evaluate("fragmentation", node, (8000, 2**30, (550,)), pod).cost
+        assert cost[1] == (0.0 if delta < NEUTRAL_BAND else pytest.approx(delta))
+        assert scorer.evaluate("fgd", node, (8000, 2**30, (550,)), pod).cost[1] == pytest.approx(delta)
+
+
+@pytest.mark.parametrize("strategy, same_gpu", [("fgd", False), ("fragmentation", True)])
+def test_fragmentation_fills_a_hole_when_the_gradient_is_negligible(strategy, same_gpu):
+    """A GPU with 550 free and an empty one; 100m costs a gradient of 90 on the first, 0 on the second.
+    FGD takes the empty GPU; `fragmentation` calls both neutral and fills the partly used one."""
+    nodes = [tr.TraceNode("node-a", 32000, 131072, 1, "T4"), tr.TraceNode("node-b", 32000, 131072, 1, "T4")]
+    state = _cluster(nodes, PackingConfig(strategy=strategy))
+    state.scorer.set_targets([(Shape(0, 0, (Request(1, 500),)), 0.2)])
+    first, _ = _place(state, "a", 450, strategy="spread")
+    second, _ = _place(state, "b", 100)
+    assert (second == first) is same_gpu

@@ -3,8 +3,7 @@ in-memory API server through the official client, and a controller around them."
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -168,18 +167,6 @@ class Api:
 
     def delete_pod(self, name: str, namespace: str = "default") -> None:
         self.kube.call(self.kube.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def kube_for(server: Any) -> Kube:

@@ -8,7 +8,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ctl_helpers import Api, claim, claim_spec, controller, gpu_devices, kube_for, node, pod, resource_slice, wait_for
+from ctl_helpers import Api, claim, claim_spec, controller, gpu_devices, kube_for, node, pod, resource_slice
+from wait_helpers import wait_for
 
 from driver.cli import main
 from driver.controller.informers import Informer

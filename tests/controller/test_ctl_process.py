@@ -10,7 +10,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from ctl_helpers import Api, claim, claim_spec, gpu_devices, node, pod, resource_slice, wait_for
+from ctl_helpers import Api, claim, claim_spec, gpu_devices, node, pod, resource_slice
+from wait_helpers import wait_for
 
 
 def free_port() -> int:

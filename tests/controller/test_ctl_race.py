@@ -13,8 +13,8 @@ from fractions import Fraction
 import pytest
 from ctl_helpers import (
     D, Api, claim, claim_spec, controller, fractional_devices, gpu_devices, mig_devices, node, pod, resource_slice,
-    wait_for,
 )
+from wait_helpers import wait_for
 
 from driver.controller.leader import LeaseConfig
 from driver.dra.quantity import parse_quantity

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ctl_helpers import Api, claim, claim_spec, controller, gpu_devices, node, pod, resource_slice, wait_for
+from ctl_helpers import Api, claim, claim_spec, controller, gpu_devices, node, pod, resource_slice
+from wait_helpers import wait_for
 
 from driver.controller.leader import LeaseConfig
 

@@ -8,8 +8,9 @@ PodScheduled condition and the FailedScheduling event.
 from __future__ import annotations
 
 from ctl_helpers import (
-    D, Api, claim, claim_spec, controller, gpu_devices, mig_devices, node, pod, resource_slice, wait_for,
+    D, Api, claim, claim_spec, controller, gpu_devices, mig_devices, node, pod, resource_slice,
 )
+from wait_helpers import wait_for
 
 FINALIZER = "resource.kubernetes.io/delete-protection"
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from ctl_helpers import Api, claim_spec, controller, fractional_devices, gpu_devices, node, resource_slice, wait_for
+from ctl_helpers import Api, claim_spec, controller, fractional_devices, gpu_devices, node, resource_slice
+from wait_helpers import wait_for
 
 from driver.local.claims import ClaimController
 from driver.controller.kube import new_client

@@ -1,22 +1,8 @@
-"""Helpers shared by the local cluster tests (object bodies, condition waits)."""
+"""Helpers shared by the local cluster tests (object bodies); waits come from tests/wait_helpers.py."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def pod_body(name: str, **spec: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from driver.local.server import ApiServer
-from local_helpers import pod_body, wait_for
+from local_helpers import pod_body
+from wait_helpers import wait_for
 
 
 def _status(exc: ApiException) -> dict:

@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from driver.local.claims import DELETE_PROTECTION, POD_CLAIM_ANNOTATION
 from driver.local.cluster import LocalCluster, driver_plugin_factory
 from driver.local.clusterfile import parse_cluster
-from local_helpers import wait_for
+from wait_helpers import wait_for
 
 SMALL = {"nodes": [
     {"name": "node-a", "cpu": "16", "memory": "64Gi", "nvml": "l4-x4", "sharing": {"mode": "whole"},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from local_helpers import wait_for
+from wait_helpers import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 

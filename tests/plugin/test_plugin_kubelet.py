@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import stat
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from driver.plugin.kube import DRA_PATH
 from driver.plugin.proto import grpc_health_v1_pb2, grpc_health_v1_pb2_grpc, health_v1alpha1_pb2, health_v1alpha1_pb2_grpc
 
 from plugin_harness import create_claim, delete_claim, fake_claim, opaque, result
+from wait_helpers import wait_for
 
 NVML = "mock:a100-80gb-mixed"  # GPUs 0-3 without MIG, 4-6 with static MIG layouts
 CONFIG = {"sharing": {"mode": "whole"},
@@ -47,18 +47,6 @@ def read_spec(node: Any, uid: str) -> dict[str, Any]:
 
 def uid(c: dict[str, Any]) -> str:
     return c["metadata"]["uid"]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Wait for a condition another thread brings about (bounded; fails with `what`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from driver.devices import discover, load_node_config
 from driver.devices.slices import build_slices
-from driver.devices.validate import is_dns_label, validate_pool
+from driver.devices.apinames import is_dns_label
+from driver.devices.validate import validate_pool
 from driver.nvml.gpumodels import load_model
 from driver.nvml.mock import MockNvml, parse_node
 

@@ -6,7 +6,8 @@ import pytest
 
 from driver.devices.model import NodeInventory
 from driver.devices.slices import apply_taints, build_slices, gpu_lost_taint, slice_name, xid_taint
-from driver.devices.validate import is_dns_subdomain, validate_pool
+from driver.devices.apinames import is_dns_subdomain
+from driver.devices.validate import validate_pool
 from driver.nvml.interface import Versions
 
 from .conftest import schema_errors

@@ -7,7 +7,8 @@ import kubernetes_validate
 import pytest
 
 from driver.devices.slices import build_slices
-from driver.devices.validate import is_dns_label, validate_pool
+from driver.devices.apinames import is_dns_label
+from driver.devices.validate import validate_pool
 
 from .conftest import schema_errors
 from .helpers import MODES, NODE_FILES, inventory

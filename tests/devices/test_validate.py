@@ -7,7 +7,8 @@ import copy
 import pytest
 
 from driver.devices.slices import build_slices
-from driver.devices.validate import qualified_name_error, validate_pool, validate_slice
+from driver.devices.apinames import qualified_name_error
+from driver.devices.validate import validate_pool, validate_slice
 
 from .helpers import inventory
 

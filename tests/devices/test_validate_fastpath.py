@@ -1,9 +1,9 @@
-"""`validate_slice`'s fast path (`_device_ok`) may only ever say "certainly valid".
+"""`validate_slice`'s fast path (`fastcheck.device_ok`) may only ever say "certainly valid".
 
 Devices of every sharing mode are mutated at random — one field at a time, anywhere in the
-device — and for each the fast answer is compared with the full check (`_check_device`, which
-words the errors): a device the fast path accepts must get no error from the full check, and
-`validate_slice` must report exactly what the full check reports.
+device — and for each the fast answer is compared with the full check
+(`devicechecks.check_device`, which words the errors): a device the fast path accepts must get no
+error from the full check, and `validate_slice` must report exactly what the full check reports.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from driver.devices import discover, load_node_config
 from driver.devices.slices import build_slices
-from driver.devices.validate import _check_device, _device_ok, validate_slice
+from driver.devices.devicechecks import check_device
+from driver.devices.fastcheck import device_ok
+from driver.devices.validate import validate_slice
 from driver.nvml.mock import MockNvml, parse_node
 
 MODES = ({"mode": "whole"}, {"mode": "dynamic", "replicas": 2}, {"mode": "timeslicing", "replicas": 3},
@@ -76,8 +78,8 @@ def _changed(dev: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str
 def _check(dev: dict[str, Any]) -> None:
     for version in ((1, 34), (1, 35)):
         errors: list[str] = []
-        _check_device(dev, "d", "gpu.nvidia.com", errors, version)
-        if _device_ok(dev, "gpu.nvidia.com", version):
+        check_device(dev, "d", "gpu.nvidia.com", errors, version)
+        if device_ok(dev, "gpu.nvidia.com", version):
             assert errors == [], f"fast path accepted {dev} but: {errors}"
 
 
@@ -108,7 +110,7 @@ def test_validate_slice_reports_what_the_full_check_reports() -> None:
             bad["attributes"]["productName"] = {"string": "x" * 70}
             bad["capacity"]["memory"] = {"value": "-1"}
             expected: list[str] = []
-            _check_device(bad, "spec.devices[0]", "gpu.nvidia.com", expected, (1, 35))
+            check_device(bad, "spec.devices[0]", "gpu.nvidia.com", expected, (1, 35))
             body = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": "s"},
                     "spec": {"driver": "gpu.nvidia.com", "nodeName": "n",
                              "pool": {"name": "n", "generation": 1, "resourceSliceCount": 1}, "devices": [bad]}}

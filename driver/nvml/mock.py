@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from driver import log
+from driver.nvml import migcaps
 from driver.nvml.gpumodels import GpuModel, load_model
 from driver.nvml.interface import (
     MIB,
@@ -269,7 +270,7 @@ class MockNvml:
             uuid=_uuid("MIG", f"{self.seed}/mig/{index}/{profile.gi_profile_id}/{start}/{serial}"),
             profile=profile.name,
             gi_profile_id=profile.gi_profile_id,
-            gi_id=serial + 1,
+            gi_id=self._free_gi_id(index),
             ci_id=0,
             placement_start=start,
             placement_size=profile.memory_slices,
@@ -277,6 +278,17 @@ class MockNvml:
             multiprocessors=profile.multiprocessors,
             engines=profile.engines,
         )
+
+    def _free_gi_id(self, index: int) -> int:
+        """The lowest GPU-instance id not in use on the GPU (from 1; NVML reuses ids too), so the
+        ids stay within the 0..14 that the driver's capability table lists."""
+        used = {m.gi_id for m in self._instances[index]}
+        return next(i for i in range(1, migcaps.GPU_INSTANCES) if i not in used)
+
+    def mig_minors(self) -> str:
+        """The node's /proc/driver/nvidia-caps/mig-minors, as the driver would list it for these
+        GPUs (`driver.nvml.migcaps.render`); the plugin reads it in mock mode."""
+        return migcaps.render(g.minor for g in self._gpus)
 
     # ---- persistent state -----------------------------------------------------------------
     def _load_state(self, path: Path) -> None:
@@ -303,7 +315,7 @@ class MockNvml:
                 raise DataError(f"{rw}: {reason}")
             inst = self._make_instance(index, profile, start)
             instances[index].append(replace(inst, uuid=string(row["uuid"], f"{rw}.uuid"),
-                                            gi_id=integer(row["giId"], f"{rw}.giId", 1)))
+                                            gi_id=integer(row["giId"], f"{rw}.giId", 1, migcaps.GPU_INSTANCES - 1)))
         self._mig_enabled.update({i: e for i, e in enabled.items() if 0 <= i < self.desc.gpu_count})
         self._instances = instances
         self._serial.update({int(k): int(v) for k, v in (raw.get("serial") or {}).items()})

@@ -24,6 +24,7 @@ VENDOR = "k8s.gpu.nvidia.com"
 CLASS = "claim"
 KIND = f"{VENDOR}/{CLASS}"
 MPS_PIPE_DIR = "/tmp/nvidia-mps"
+DEV = "/dev"
 
 
 @dataclass
@@ -32,7 +33,7 @@ class DeviceEdits:
 
     device_name: str
     env: dict[str, str] = field(default_factory=dict)
-    device_nodes: list[str] = field(default_factory=list)
+    device_nodes: list[str] = field(default_factory=list)  # paths in the container, under /dev
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (hostPath, containerPath)
 
 
@@ -55,26 +56,37 @@ def required_version(spec: dict[str, Any]) -> str:
     """The lowest cdiVersion that covers the fields a spec uses.
 
     0.3.0 covers env, deviceNodes, mounts and hooks; 0.4.0 adds a mount `type`; 0.5.0 allows
-    device names that do not start with a letter (claim UIDs often start with a digit);
-    0.6.0 adds annotations.
+    device names that do not start with a letter (claim UIDs often start with a digit) and a
+    device node `hostPath`; 0.6.0 adds annotations.
     """
     version = (0, 3, 0)
     edits = [spec.get("containerEdits") or {}] + [d.get("containerEdits") or {} for d in spec.get("devices", [])]
     if any("type" in m for e in edits for m in e.get("mounts", [])):
         version = max(version, (0, 4, 0))
-    if any(d["name"] and not d["name"][0].isalpha() for d in spec.get("devices", [])):
+    if any(d["name"] and not d["name"][0].isalpha() for d in spec.get("devices", [])) or any(
+            "hostPath" in n for e in edits for n in e.get("deviceNodes", [])):
         version = max(version, (0, 5, 0))
     if spec.get("annotations") or any(d.get("annotations") for d in spec.get("devices", [])):
         version = max(version, (0, 6, 0))
     return ".".join(str(p) for p in version)
 
 
-def _edits(env: dict[str, str], nodes: list[str], mounts: list[tuple[str, str]]) -> dict[str, Any]:
+def _node(path: str, dev_root: str) -> dict[str, str]:
+    """A device node; `hostPath` only when the host keeps its device nodes outside /dev (e.g. a
+    driver container's root), so specs for ordinary hosts stay at the lowest cdiVersion."""
+    node = {"path": path}
+    root = dev_root.rstrip("/")  # "" for "/"
+    if root != DEV and path.startswith(DEV + "/"):
+        node["hostPath"] = root + path[len(DEV):]
+    return node
+
+
+def _edits(env: dict[str, str], nodes: list[str], mounts: list[tuple[str, str]], dev_root: str = DEV) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if env:
         out["env"] = [f"{k}={v}" for k, v in sorted(env.items())]
     if nodes:
-        out["deviceNodes"] = [{"path": p} for p in nodes]
+        out["deviceNodes"] = [_node(p, dev_root) for p in nodes]
     if mounts:
         out["mounts"] = [
             {"hostPath": host, "containerPath": ctr, "options": ["rbind", "rw", "nosuid", "nodev"]}
@@ -84,19 +96,24 @@ def _edits(env: dict[str, str], nodes: list[str], mounts: list[tuple[str, str]])
 
 
 def build_spec(claim_uid: str, devices: list[DeviceEdits], common_env: dict[str, str] | None = None,
-               common_nodes: list[str] | None = None) -> dict[str, Any]:
-    """The CDI spec of one claim; `common_*` edits apply whenever any of its devices is injected."""
+               common_nodes: list[str] | None = None, dev_root: str = DEV) -> dict[str, Any]:
+    """The CDI spec of one claim; `common_*` edits apply whenever any of its devices is injected.
+
+    Device nodes are given by their container paths under /dev; `dev_root` is where the host keeps
+    them (the same /dev on an ordinary node).
+    """
     if not devices:
         raise ValueError("a CDI spec needs at least one device")
     spec: dict[str, Any] = {
         "cdiVersion": "",
         "kind": KIND,
         "devices": [
-            {"name": cdi_name(claim_uid, d.device_name), "containerEdits": _edits(d.env, d.device_nodes, d.mounts)}
+            {"name": cdi_name(claim_uid, d.device_name),
+             "containerEdits": _edits(d.env, d.device_nodes, d.mounts, dev_root)}
             for d in devices
         ],
     }
-    common = _edits(common_env or {}, common_nodes or [], [])
+    common = _edits(common_env or {}, common_nodes or [], [], dev_root)
     if common:
         spec["containerEdits"] = common
     spec["cdiVersion"] = required_version(spec)

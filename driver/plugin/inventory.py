@@ -2,7 +2,9 @@
 
 Discovery (driver.devices) owns the device model; the plugin keeps only the facts prepare and
 unprepare act on (which physical GPU, which UUID, whether a MIG instance must be created), in
-one small frozen record, so that prepare never re-reads NVML on the hot path.
+one small frozen record, so that prepare never re-reads NVML on the hot path. The one exception
+is a MIG device's GPU/compute-instance ids, asked for only when CDI specs name device nodes (real
+GPUs): a dynamic device has none before prepare creates it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class MigManager(Protocol):
 
     def instances(self, gpu_index: int) -> list[tuple[str, str, int]]: ...
 
+    def ids(self, gpu_index: int, uuid: str) -> tuple[int, int] | None: ...
+
 
 @dataclass
 class NvmlMig:
@@ -102,3 +106,10 @@ class NvmlMig:
     def instances(self, gpu_index: int) -> list[tuple[str, str, int]]:
         """(uuid, profile, placement start) of every MIG instance on the GPU."""
         return [(m.uuid, m.profile, m.placement_start) for m in self.backend.mig_instances(gpu_index)]
+
+    def ids(self, gpu_index: int, uuid: str) -> tuple[int, int] | None:
+        """(GPU-instance id, compute-instance id) of the MIG device `uuid`; None if it is gone."""
+        for m in self.backend.mig_instances(gpu_index):
+            if m.uuid == uuid:
+                return m.gi_id, m.ci_id
+        return None

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from driver import log
 from driver.dra.quantity import parse_quantity
+from driver.nvml.migcaps import MigCapsError, MigMinors
 from driver.plugin import cdi
 from driver.plugin import checkpoint as ckpt
 from driver.plugin.checkpoint import Checkpoint, ClaimRecord, PreparedDevice
@@ -58,7 +59,8 @@ class StateOptions:
     driver_name: str
     cdi_root: str
     state_dir: str
-    device_nodes: bool = False  # add /dev/nvidia* to CDI specs (real GPUs only)
+    device_nodes: bool = False  # add /dev/nvidia* (and /dev/nvidia-caps for MIG) to CDI specs (real GPUs)
+    dev_root: str = "/dev"  # where the host keeps those device nodes
     crash_at: str = ""  # test hook: SIGKILL ourselves at this point of a prepare
 
 
@@ -74,6 +76,9 @@ class DeviceState:
     mps: MpsControl = field(default_factory=MpsControl)
     report: Callable[[str, str], None] = lambda reason, message: None  # node Event sink
     changed: Callable[[], None] = lambda: None  # the node's devices changed (dynamic MIG): republish
+    # The node's MIG capability table (raises MigCapsError); read only when a MIG device is prepared
+    # with device nodes, so whole-GPU nodes never need it.
+    mig_minors: Callable[[], MigMinors] | None = None
     checkpoint: Checkpoint = field(init=False)
     lock: threading.RLock = field(default_factory=threading.RLock, init=False)
 
@@ -307,19 +312,45 @@ class DeviceState:
         if fractional:
             common_env.update(_fractional_env(fractional))
         visible = []
+        table: MigMinors | None = None
         for d in plan.devices:
             u = uuid_of[d.device.name] if d.device.type == "mig" else d.device.gpu_uuid
             if u and u not in visible:
                 visible.append(u)
             if self.options.device_nodes:
-                edits[d.device.name].device_nodes.append(f"/dev/nvidia{d.device.minor}")
+                nodes = edits[d.device.name].device_nodes
+                nodes.append(f"/dev/nvidia{d.device.minor}")
+                if d.device.type == "mig":
+                    table = table or self._mig_table()
+                    nodes += self._mig_cap_nodes(d.device, uuid_of[d.device.name], table)
         common_env["NVIDIA_VISIBLE_DEVICES"] = ",".join(visible)
         spec = cdi.build_spec(rec.uid, list(edits.values()), common_env,
-                              CONTROL_NODES if self.options.device_nodes else None)
+                              CONTROL_NODES if self.options.device_nodes else None, self.options.dev_root)
         cdi.write_spec(self.options.cdi_root, rec.uid, spec)
         for prep in rec.devices:
             prep.cdi_device_ids = [cdi.cdi_device_id(rec.uid, prep.device)]
         self._crash("after-cdi")
+
+    def _mig_table(self) -> MigMinors:
+        if self.mig_minors is None:
+            raise MigCapsError("MIG devices need the node's MIG capability table (mig-minors), but none is configured")
+        return self.mig_minors()
+
+    def _mig_cap_nodes(self, dev: AllocatableDevice, uuid: str, table: MigMinors) -> list[str]:
+        """/dev/nvidia-caps nodes of a MIG device's GPU and compute instance.
+
+        The ids are asked of NVML here rather than at discovery: a dynamic device only has them once
+        step 2 created it, and a static one keeps the ids NVML gave it when it was created.
+        """
+        ids = self.mig.ids(dev.gpu_index, uuid) if self.mig is not None and uuid else None
+        if ids is None:
+            raise MigCapsError(f"device {dev.name}: MIG device {uuid or '(none)'} not found on GPU {dev.gpu_index}, "
+                               "so its GPU/compute-instance ids (for /dev/nvidia-caps) are unknown")
+        try:
+            return table.device_nodes(dev.minor, *ids)
+        except MigCapsError as exc:
+            raise MigCapsError(f"device {dev.name} (GPU minor {dev.minor}, GPU instance {ids[0]}, "
+                               f"compute instance {ids[1]}): {exc}") from None
 
     def _start_mps(self, rec: ClaimRecord, group: list[PlannedDevice], uuid_of: dict[str, str],
                    config: Any, edits: dict[str, cdi.DeviceEdits]) -> None:

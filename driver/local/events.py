@@ -16,7 +16,7 @@ logger = log.get(__name__)
 def post_event(core: client.CoreV1Api, obj: dict[str, Any], etype: str, reason: str, message: str,
                component: str, host: str = "") -> None:
     """Record an Event about `obj` (best effort: an event that cannot be written is logged)."""
-    from driver.local.store import now_rfc3339
+    from driver.local.objectmeta import now_rfc3339
 
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace") or "default"

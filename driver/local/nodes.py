@@ -27,7 +27,7 @@ from driver import log
 from driver.local.clusterfile import NodeSpec
 from driver.local.events import post_event
 from driver.local.informer import Informer
-from driver.local.store import now_rfc3339
+from driver.local.objectmeta import now_rfc3339
 from driver.local.workqueue import WorkQueue, Workers
 
 logger = log.get(__name__)

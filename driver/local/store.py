@@ -9,6 +9,9 @@ One re-entrant lock guards everything; writes are short (validation runs before 
 inside the lock, so two writers can never both pass a resourceVersion check). Every committed
 change is appended to a bounded per-type history that watches read from; a watch or continue
 token older than what that history still holds gets 410 Expired, like etcd compaction.
+
+Which metadata fields the server sets and keeps on a write is decided by `objectmeta`; watch
+cursors are in `watches`, garbage collection in `gc`.
 """
 
 from __future__ import annotations
@@ -21,26 +24,22 @@ import json
 import queue
 import random
 import threading
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from driver import log
 from driver.local import errors, gc, strategy
+from driver.local.objectmeta import (
+    create_body_meta, generated_name, merge_update, meta_of, now_rfc3339, patch_sets_rv, stamp_created,
+    update_body_meta,
+)
 from driver.local.resources import RESOURCES, Resource
 from driver.local.selectors import Predicate
 
 logger = log.get(__name__)
 
 Key = tuple[str, str]  # (namespace or "", name)
-_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 FOREGROUND = gc.FOREGROUND
-
-
-def now_rfc3339(offset_s: float = 0) -> str:
-    """The apiserver's timestamp format: seconds precision, UTC, `Z`."""
-    return (datetime.now(timezone.utc) + timedelta(seconds=offset_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def dumps(obj: Any) -> bytes:
@@ -77,11 +76,6 @@ class ListResult:
     resource_version: int
     continue_token: str
     remaining: int | None
-
-
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
 
 
 class Store:
@@ -210,16 +204,16 @@ class Store:
         if obj is None:
             assert prev is not None
             gone = copy.copy(prev)
-            gone["metadata"] = dict(_meta(prev), resourceVersion=str(self.rv))
+            gone["metadata"] = dict(meta_of(prev), resourceVersion=str(self.rv))
             del coll.objects[key]
             del coll.raw[key]
-            uid = _meta(prev).get("uid")
+            uid = meta_of(prev).get("uid")
             self._uids.pop(uid, None)
             self._index_owners(coll.resource, key, prev, None)
             event_obj = gone
             raw = dumps(gone)
             self._gc_queue.put(("gone", uid))
-            for ref in _meta(prev).get("ownerReferences") or []:
+            for ref in meta_of(prev).get("ownerReferences") or []:
                 if isinstance(ref, dict) and ref.get("uid"):
                     self._gc_queue.put(("check", ref["uid"]))
         else:
@@ -244,7 +238,7 @@ class Store:
         for obj, add in ((old, False), (new, True)):
             if obj is None:
                 continue
-            for ref in _meta(obj).get("ownerReferences") or []:
+            for ref in meta_of(obj).get("ownerReferences") or []:
                 uid = ref.get("uid") if isinstance(ref, dict) else None
                 if not uid:
                     continue
@@ -255,36 +249,16 @@ class Store:
 
     def create(self, res: Resource, ns: str, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         """Create `obj` (a fresh dict the store takes over) in namespace `ns`."""
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the request body must be a JSON object")
-        obj.setdefault("apiVersion", res.api_version)
-        obj["kind"] = res.kind
-        meta = obj.get("metadata")
-        if not isinstance(meta, dict):
-            meta = obj["metadata"] = {}
-        if res.namespaced:
-            if meta.get("namespace") not in (None, "", ns):
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request")
-            meta["namespace"] = ns
-        else:
-            meta.pop("namespace", None)
+        meta = create_body_meta(res, ns, obj)
         with self.cond:
             if res.namespaced and ("", ns) not in self._collections["namespaces"].objects:
                 raise errors.not_found("namespaces", ns)
-            if res.namespaced and _meta(self._collections["namespaces"].objects[("", ns)]).get("deletionTimestamp"):
+            if res.namespaced and meta_of(self._collections["namespaces"].objects[("", ns)]).get("deletionTimestamp"):
                 raise errors.ApiError(403, "Forbidden", f"unable to create new content in namespace {ns} because it is being terminated")
             if not meta.get("name") and meta.get("generateName"):
-                for _ in range(16):
-                    name = str(meta["generateName"]) + "".join(self._rand.choice(_NAME_CHARS) for _ in range(5))
-                    if (ns, name) not in self.collection(res).objects:
-                        break
-                meta["name"] = name
-            for drop in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
-                meta.pop(drop, None)
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now_rfc3339()
-            meta["generation"] = 1
+                objects = self.collection(res).objects
+                meta["name"] = generated_name(str(meta["generateName"]), lambda name: (ns, name) in objects, self._rand)
+            stamp_created(meta)
             strategy.prepare_create(res, obj)
             causes = strategy.validate(res, obj, None)
             if causes:
@@ -301,17 +275,7 @@ class Store:
         self, res: Resource, ns: str, name: str, obj: dict[str, Any], subresource: str = "", dry_run: bool = False
     ) -> dict[str, Any]:
         """Replace an object (PUT); `subresource="status"` changes only status."""
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the request body must be a JSON object")
-        meta = obj.get("metadata")
-        if not isinstance(meta, dict):
-            meta = obj["metadata"] = {}
-        if meta.get("name") not in (None, name):
-            raise errors.bad_request(
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
-        if res.namespaced and meta.get("namespace") not in (None, "", ns):
-            raise errors.bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request")
+        meta = update_body_meta(res, ns, name, obj)
         with self.cond:
             coll = self.collection(res)
             key = (ns if res.namespaced else "", name)
@@ -321,48 +285,11 @@ class Store:
             want_rv = meta.get("resourceVersion")
             if want_rv and str(want_rv) != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.plural, name, res.group)
-            new = self._merge_update(res, old, obj, subresource)
+            new = merge_update(res, old, obj, subresource)
             causes = strategy.validate(res, new, old)
             if causes:
                 raise errors.invalid(res.kind, name, causes, res.group)
             return self._finish_update(coll, key, old, new, dry_run)
-
-    def _merge_update(self, res: Resource, old: dict[str, Any], obj: dict[str, Any], subresource: str) -> dict[str, Any]:
-        """The object to store: server-owned metadata from `old`, the rest from `obj`."""
-        old_meta = old["metadata"]
-        if subresource == "status":
-            new = copy.deepcopy(old)
-            if "status" in obj:
-                new["status"] = obj["status"]
-            else:
-                new.pop("status", None)
-            return new
-        new = dict(obj)
-        new["apiVersion"] = old.get("apiVersion", res.api_version)
-        new["kind"] = res.kind
-        meta = dict(obj["metadata"])
-        for keep in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                     "resourceVersion", "namespace", "name", "generation"):
-            if keep in old_meta:
-                meta[keep] = old_meta[keep]
-            else:
-                meta.pop(keep, None)
-        if old_meta.get("deletionTimestamp"):
-            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
-            if added:
-                raise errors.invalid(res.kind, old_meta["name"], [(
-                    "metadata.finalizers",
-                    f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)}",
-                )], res.group)
-        new["metadata"] = meta
-        if res.has_status:
-            if "status" in old:
-                new["status"] = old["status"]
-            else:
-                new.pop("status", None)
-        if strategy.spec_of(new) != strategy.spec_of(old):
-            meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        return new
 
     def _finish_update(self, coll: Collection, key: Key, old: dict[str, Any], new: dict[str, Any],
                        dry_run: bool) -> dict[str, Any]:
@@ -388,7 +315,7 @@ class Store:
             patched["metadata"].setdefault("name", name)
             if patched["metadata"].get("resourceVersion") == old["metadata"]["resourceVersion"]:
                 # the rv came from the old object, not the patch: no precondition
-                if not _patch_sets_rv(body):
+                if not patch_sets_rv(body):
                     patched["metadata"].pop("resourceVersion", None)
             return self.update(res, ns, name, patched, subresource, dry_run)
 
@@ -401,7 +328,7 @@ class Store:
             raise errors.invalid("Binding", name, [("target.name", "Required value: the node to bind to")])
         with self.cond:
             old = self.get(pods, ns, name)
-            uid = _meta(binding).get("uid")
+            uid = meta_of(binding).get("uid")
             if uid and uid != old["metadata"]["uid"]:
                 raise errors.conflict("pods/binding", name, why=f"the UID in the binding ({uid}) does not match the pod's")
             if old["metadata"].get("deletionTimestamp"):
@@ -520,10 +447,3 @@ class Store:
 
         return Watch(self, self.collection(res), ns, pred, since)
 
-
-def _patch_sets_rv(body: Any) -> bool:
-    if isinstance(body, dict):
-        return "resourceVersion" in _meta(body)
-    if isinstance(body, list):
-        return any(isinstance(op, dict) and str(op.get("path", "")).startswith("/metadata/resourceVersion") for op in body)
-    return False

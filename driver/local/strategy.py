@@ -156,7 +156,7 @@ def grace_period(res: Resource, obj: dict[str, Any], requested: int | None) -> i
 
 def set_condition(obj: dict[str, Any], ctype: str, status: str, reason: str = "", message: str = "") -> None:
     """Set one entry of status.conditions (by type), stamping lastTransitionTime on change."""
-    from driver.local.store import now_rfc3339
+    from driver.local.objectmeta import now_rfc3339
 
     conds = obj.setdefault("status", {}).setdefault("conditions", [])
     for c in conds:

@@ -4,6 +4,9 @@ Stdlib only (ThreadingHTTPServer, one thread per connection, keep-alive) so that
 milliseconds inside tests. Watches stream JSON lines with chunked transfer encoding. Lists and
 GETs send the store's cached JSON bytes as they are; only the paths that need to (v1beta2
 compatibility) re-encode.
+
+This module routes requests to the store and writes the replies (including watch streams);
+decoding bodies and query parameters is `request`'s job, URL parsing `routes`'s.
 """
 
 from __future__ import annotations
@@ -17,20 +20,19 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 
 from driver import log
-from driver.local import discovery, errors, routes, selectors, table, validation
+from driver.local import discovery, errors, request, routes, selectors, table
 from driver.local.routes import Route
 from driver.local.faults import Faults
 from driver.local.store import Store, dumps
 
 logger = log.get(__name__)
 
-JSON = "application/json"
-_TRUE = ("true", "1")
+JSON = request.JSON
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -60,32 +62,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, err: errors.ApiError) -> None:
         self._send_obj(err.code, err.status())
 
-    def _body(self) -> Any:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while True:
-                size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        else:
-            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not data:
-            return None
-        ctype = (self.headers.get("Content-Type") or JSON).split(";")[0].strip()
-        if ctype in ("application/vnd.kubernetes.protobuf", "application/cbor"):
-            raise errors.ApiError(415, "UnsupportedMediaType",
-                                  f"the local API server accepts JSON bodies only, not {ctype} "
-                                  "(kubectl apply/create -f send JSON)")
-        try:
-            if ctype in ("application/yaml", "application/apply-patch+yaml"):
-                return yaml.safe_load(data)
-            return json.loads(data)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise errors.bad_request(f"error decoding the request body: {exc}") from None
-
     def do_GET(self) -> None:
         self._dispatch("GET")
 
@@ -104,9 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         self.warnings: list[str] = []
         url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        query = request.parse_query(url.query)
         try:
-            body = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
+            body = request.read_body(self.headers, self.rfile) if method in ("POST", "PUT", "PATCH", "DELETE") else None
             if method == "GET" and self._discovery(url.path):
                 return
             if method == "POST" and self._legacy_binding(url.path, body):
@@ -173,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _resource(self, method: str, route: Route, query: dict[str, str], body: Any) -> None:
         store: Store = self.server.store
         res, ns, name, sub = route.storage, route.ns or "", route.name, route.sub
-        watching = method == "GET" and query.get("watch", "") in _TRUE
+        watching = method == "GET" and request.flag(query, "watch")
         verb = {"GET": "watch" if watching else ("get" if name else "list"), "POST": "create", "PUT": "update",
                 "PATCH": "patch", "DELETE": "delete"}[method]
         delay, failure = self.server.faults.decide(verb, route.fault_key, name)
@@ -207,13 +183,13 @@ class _Handler(BaseHTTPRequestHandler):
             store.bind(ns, name, body)
             self._send_obj(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
         elif method == "POST" and not name:
-            self._check_kind(route, body, query)
+            self.warnings += request.check_kind(route.res, body, query)
             self._reply(route, 201, store.create(res, ns, body, dry_run))
         elif method == "PUT" and name:
-            self._check_kind(route, body, query)
+            self.warnings += request.check_kind(route.res, body, query)
             self._reply(route, 200, store.update(res, ns, name, body, sub, dry_run))
         elif method == "PATCH" and name:
-            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            ctype = request.media_type(self.headers)
             if body is None:
                 raise errors.bad_request("a patch body is required")
             self._reply(route, 200, store.patch(res, ns, name, ctype, body, sub, dry_run))
@@ -229,21 +205,6 @@ class _Handler(BaseHTTPRequestHandler):
             obj = dict(obj, apiVersion=route.res.api_version)
         self._send_obj(code, obj)
 
-    def _check_kind(self, route: Route, body: Any, query: dict[str, str]) -> None:
-        """The body is an object of the URL's kind; unknown fields per `fieldValidation`."""
-        if not isinstance(body, dict):
-            raise errors.bad_request(f"the request body must be a {route.res.kind} object")
-        kind = body.get("kind")
-        if kind not in (None, "", route.res.kind):
-            raise errors.bad_request(f"the kind of the object ({kind}) does not match the URL ({route.res.kind})")
-        mode = query.get("fieldValidation") or "Warn"
-        if mode not in ("Strict", "Warn", "Ignore"):
-            raise errors.bad_request(f"fieldValidation: expected Strict, Warn or Ignore, got {mode!r}")
-        unknown = [] if mode == "Ignore" else validation.unknown_fields(route.res.kind, body)
-        if unknown and mode == "Strict":
-            raise errors.bad_request("strict decoding error: " + ", ".join(unknown))
-        self.warnings += unknown
-
     def _predicate(self, route: Route, query: dict[str, str]) -> selectors.Predicate | None:
         return selectors.combine(
             selectors.label_selector(query.get("labelSelector")),
@@ -253,18 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _list(self, route: Route, query: dict[str, str]) -> None:
         store: Store = self.server.store
         pred = self._predicate(route, query)
-        try:
-            limit = int(query.get("limit") or 0)
-        except ValueError:
-            raise errors.bad_request(f"limit: expected an integer, got {query.get('limit')!r}") from None
-        if limit < 0:
-            raise errors.bad_request(f"limit: expected a non-negative integer, got {limit}")
-        rv_text = query.get("resourceVersion", "")
-        if rv_text not in ("", "0"):
-            try:
-                rv = int(rv_text)
-            except ValueError:
-                raise errors.bad_request(f"resourceVersion: expected an integer, got {rv_text!r}") from None
+        limit = request.limit(query)
+        rv = request.resource_version(query)
+        if rv is not None:
             if rv > store.rv:
                 raise errors.timeout(f"Too large resource version: {rv}, current: {store.rv}")
             if query.get("resourceVersionMatch") == "Exact" and rv != store.rv:
@@ -286,11 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _delete(self, route: Route, query: dict[str, str], body: Any) -> None:
         opts = body if isinstance(body, dict) else {}
-        grace = query.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
-        try:
-            grace_s = None if grace in (None, "") else int(grace)
-        except (TypeError, ValueError):
-            raise errors.bad_request(f"gracePeriodSeconds: expected an integer, got {grace!r}") from None
+        grace_s = request.grace_seconds(query, opts)
         obj, gone = self.server.store.delete(
             route.storage, route.ns or "", route.name, grace_s,
             query.get("propagationPolicy") or opts.get("propagationPolicy"),
@@ -334,17 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
         if route.name:
             by_name = selectors.field_selector(f"metadata.name={route.name}", ("metadata.name",), route.res.kind)
             pred = selectors.combine(pred, by_name)
-        rv_text = query.get("resourceVersion", "")
-        initial = query.get("sendInitialEvents", "") in _TRUE
-        try:
-            since = None if rv_text in ("", "0") or initial else int(rv_text)
-        except ValueError:
-            raise errors.bad_request(f"resourceVersion: expected an integer, got {rv_text!r}") from None
-        bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
-        try:
-            timeout = float(query.get("timeoutSeconds") or 0) or None
-        except ValueError:
-            raise errors.bad_request(f"timeoutSeconds: expected a number, got {query.get('timeoutSeconds')!r}") from None
+        initial = request.flag(query, "sendInitialEvents")
+        since = None if initial else request.resource_version(query)
+        bookmarks = request.flag(query, "allowWatchBookmarks")
+        timeout = request.timeout_seconds(query)
         deadline = time.monotonic() + timeout if timeout else None
         self.send_response(200)
         self.send_header("Content-Type", JSON)

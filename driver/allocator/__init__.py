@@ -8,7 +8,9 @@ timing (`python -m driver.allocator.timing`: per-call costs). CEL lives in drive
 Public API (what the controller and the simulator use):
 
 - `inventory.build_inventories(slices, nodes=None) -> {node: NodeInventory}`: ResourceSlice dicts
-  parsed once into `DeviceView`s (complete pools only, both counter layouts).
+  parsed once into `DeviceView`s (complete pools only, both counter layouts);
+  `inventory.build_shared_inventory(slices)`: every allNodes / nodeSelector device once, to
+  resolve allocations that no single node owns (their use is global: `sharedpool.SharedPools`).
 - `usage.NodeUsage`: what is in use on a node; `add(picks)` / `remove(picks)` incremental,
   `NodeUsage.from_claims(inventory, claims)` rebuilds from claim statuses;
   `usage.picks_from_allocation(inventory, allocation)` for a claim being deallocated.

@@ -160,11 +160,57 @@ def _status(ca: ClaimAllocation) -> dict[str, Any]:
     if config:
         devices["config"] = config
     status: dict[str, Any] = {"devices": devices}
-    if not ca.picks or not all(p.device.all_nodes for p in ca.picks):
-        status["nodeSelector"] = node_name_selector(ca.node)
+    selector = allocation_node_selector(ca.node, [p.device for p in ca.picks])
+    if selector is not None:
+        status["nodeSelector"] = selector
     if ca.now:
         status["allocationTimestamp"] = ca.now
     return status
+
+
+def allocation_node_selector(node: str, devices: Sequence[DeviceView]) -> dict[str, Any] | None:
+    """`status.allocation.nodeSelector` for an allocation of `devices` made for `node`.
+
+    Upstream's structured allocator (createNodeSelector) decides it so, and so do we:
+    - any node-local device (slice `nodeName`) pins the allocation to that node by name; the
+      selectors of network devices in it need no mention, the node was chosen to match them;
+    - otherwise the selectors of the nodeSelector pools are ANDed (upstream allows one term per
+      slice selector and merges the terms' requirements; with several terms the result is every
+      combination of one term from each, which is the same intersection);
+    - devices for all nodes alone: no nodeSelector at all (usable from every node).
+    An allocation without devices is pinned to the node, as before.
+    """
+    if not devices or any(not d.shared_pool for d in devices):
+        return node_name_selector(node)
+    terms: list[dict[str, Any]] | None = None
+    seen: set[int] = set()
+    for d in devices:
+        if d.node_selector is None or id(d.node_selector) in seen:
+            continue
+        seen.add(id(d.node_selector))
+        own = [t for t in d.node_selector.get("nodeSelectorTerms") or [] if isinstance(t, Mapping)]
+        terms = [copy.deepcopy(dict(t)) for t in own] if terms is None else [
+            _and_terms(a, b) for a in terms for b in own]
+    if terms is None:
+        return None
+    unique: list[dict[str, Any]] = []
+    for t in terms:
+        if t not in unique:
+            unique.append(t)
+    return {"nodeSelectorTerms": unique}
+
+
+def _and_terms(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """One term requiring both: the union of their requirements, without repeats."""
+    out: dict[str, Any] = {}
+    for kind in ("matchExpressions", "matchFields"):
+        reqs = [copy.deepcopy(r) for r in a.get(kind) or []]
+        for r in b.get(kind) or []:
+            if r not in reqs:
+                reqs.append(copy.deepcopy(r))
+        if reqs:
+            out[kind] = reqs
+    return out
 
 
 def node_name_selector(node: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from fractions import Fraction
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from driver.dra.quantity import QuantityError, parse_quantity
 from driver.dra.semver import Semver, SemverError, parse_semver
@@ -86,7 +86,12 @@ class DeviceView:
     allow_multiple: bool
     index: int
     all_nodes: bool = False
+    # The slice's (or, with perDeviceNodeSelection, the device's) nodeSelector; None when the
+    # device is node-local or for all nodes.
+    node_selector: Mapping[str, Any] | None = None
     key: DeviceKey = ("", "", "")
+    # Seen by several nodes (allNodes / nodeSelector): its usage is global, not per node.
+    shared_pool: bool = False
     cap_units: dict[str, int] = field(default_factory=dict)  # qualified name -> nano-units
     policy_units: dict[str, RequestPolicy] = field(default_factory=dict)  # `policies` in nano-units
     consumes_units: tuple[tuple[CounterSetKey, tuple[tuple[str, int], ...]], ...] = ()
@@ -98,6 +103,7 @@ class DeviceView:
 
     def __post_init__(self) -> None:
         self.key = (self.driver, self.pool, self.name)
+        self.shared_pool = self.all_nodes or self.node_selector is not None
         self.cap_units = {f"{dom}/{k}": to_units(v) for dom, ids in self.capacity.items() for k, v in ids.items()}
         self.policy_units = {qn: p.in_units() for qn, p in self.policies.items()}
         self.consumes_units = tuple((cset, tuple((n, to_units(a)) for n, a in amounts.items()))
@@ -222,7 +228,7 @@ def _policy(raw: Any, where: str) -> RequestPolicy | None:
 
 
 def parse_device(raw: Mapping[str, Any], driver: str, pool: str, node: str, where: str,
-                 all_nodes: bool = False) -> DeviceView:
+                 all_nodes: bool = False, node_selector: Mapping[str, Any] | None = None) -> DeviceView:
     """One `spec.devices[]` entry → DeviceView. Raises SliceError naming the field."""
     name = raw.get("name")
     if not isinstance(name, str) or not name:
@@ -263,6 +269,7 @@ def parse_device(raw: Mapping[str, Any], driver: str, pool: str, node: str, wher
         driver=driver, pool=pool, name=name, node=node, attributes=attributes, capacity=capacity,
         capacity_keys=keys, policies=policies, consumes=tuple(consumes), taints=tuple(taints),
         allow_multiple=bool(raw.get("allowMultipleAllocations")), index=-1, all_nodes=all_nodes,
+        node_selector=node_selector,
     )
 
 
@@ -343,17 +350,69 @@ def _requirement(expr: Mapping[str, Any], value: str | None, present: bool) -> b
     return False
 
 
+_Where = tuple[list[str], bool, Mapping[str, Any] | None]
+
+
 def _placement(obj: Mapping[str, Any], node_names: list[str],
-               nodes: Mapping[str, Mapping[str, str]] | None) -> tuple[list[str], bool]:
-    """Nodes a slice (or, with perDeviceNodeSelection, a device) is available on; and whether
-    that is all nodes (then allocations carry no node selector)."""
+               nodes: Mapping[str, Mapping[str, str]] | None) -> _Where:
+    """Nodes a slice (or, with perDeviceNodeSelection, a device) is available on; whether that
+    is all nodes; and the nodeSelector it was chosen by (both decide the allocation's nodeSelector)."""
     if obj.get("nodeName"):
-        return [obj["nodeName"]], False
+        return [obj["nodeName"]], False, None
     if obj.get("allNodes"):
-        return node_names, True
+        return node_names, True, None
+    selector = obj.get("nodeSelector")
+    if selector:
+        return [n for n in node_names if node_selector_matches(selector, n, (nodes or {})[n])], False, selector
+    return [], False, None
+
+
+def _unplaced(obj: Mapping[str, Any], node_names: list[str],
+              nodes: Mapping[str, Mapping[str, str]] | None) -> _Where:
+    """Like `_placement`, but every device not tied to one node goes to the pseudo-node ""."""
+    if obj.get("nodeName"):
+        return [], False, None
+    if obj.get("allNodes"):
+        return [""], True, None
     if obj.get("nodeSelector"):
-        return [n for n in node_names if node_selector_matches(obj["nodeSelector"], n, (nodes or {})[n])], False
-    return [], False
+        return [""], False, obj["nodeSelector"]
+    return [], False, None
+
+
+def selector_problem(selector: Any) -> str | None:
+    """What is wrong with a slice's or device's nodeSelector (None: usable): an object with a
+    non-empty list `nodeSelectorTerms` of objects whose requirement lists hold objects."""
+    if not isinstance(selector, Mapping):
+        return "expected an object with nodeSelectorTerms"
+    terms = selector.get("nodeSelectorTerms")
+    if not isinstance(terms, list) or not terms:
+        return "nodeSelectorTerms: expected a non-empty list"
+    for i, term in enumerate(terms):
+        if not isinstance(term, Mapping):
+            return f"nodeSelectorTerms[{i}]: expected an object"
+        for kind in ("matchExpressions", "matchFields"):
+            reqs = term.get(kind) or []
+            if not isinstance(reqs, list) or not all(isinstance(r, Mapping) for r in reqs):
+                return f"nodeSelectorTerms[{i}].{kind}: expected a list of requirements"
+    return None
+
+
+def slice_nodes(obj: Mapping[str, Any], nodes: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """Names among `nodes` ({name: labels}) that some device of the slice dict is available on,
+    whatever its pool's completeness: what a change of this slice can affect."""
+    spec = obj.get("spec") if isinstance(obj, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return set()
+    if spec.get("nodeSelector") and selector_problem(spec["nodeSelector"]):
+        return set()  # a malformed slice reaches no node
+    names = list(nodes)
+    if not spec.get("perDeviceNodeSelection"):
+        return set(_placement(spec, names, nodes)[0]) & set(names)
+    out: set[str] = set()
+    for d in spec.get("devices") or []:
+        if isinstance(d, Mapping) and not (d.get("nodeSelector") and selector_problem(d["nodeSelector"])):
+            out.update(_placement(d, names, nodes)[0])
+    return out & set(names)
 
 
 def build_inventories(slices: Iterable[Mapping[str, Any]],
@@ -364,6 +423,21 @@ def build_inventories(slices: Iterable[Mapping[str, Any]],
     attached devices) to nodes; without it those pools are ignored. A malformed slice raises
     SliceError naming it: the caller decides whether to drop it or fail.
     """
+    return _build(slices, nodes, _placement)
+
+
+def build_shared_inventory(slices: Iterable[Mapping[str, Any]]) -> NodeInventory:
+    """Every device of complete pools that is *not* tied to one node (allNodes, nodeSelector, and
+    such devices of perDeviceNodeSelection slices), once, under the node name "".
+
+    Why: a claim allocated from such a pool is in use for every node that sees the device, even
+    while no node matches the pool (yet); the controller resolves those allocations here.
+    """
+    return _build(slices, None, _unplaced).get("") or NodeInventory("")
+
+
+def _build(slices: Iterable[Mapping[str, Any]], nodes: Mapping[str, Mapping[str, str]] | None,
+           place: Callable[..., _Where]) -> dict[str, NodeInventory]:
     skipped: dict[str, list[str]] = {}
     pools = _complete_pools(slices, skipped)
     out: dict[str, NodeInventory] = {}
@@ -393,12 +467,15 @@ def build_inventories(slices: Iterable[Mapping[str, Any]],
             sname = (s.get("metadata") or {}).get("name", "?")
             per_device = bool(spec.get("perDeviceNodeSelection"))
             if not per_device:
-                slice_nodes, slice_all = _placement(spec, node_names, nodes)
+                _check_selector(spec, f"slice {sname} spec.nodeSelector")
+                slice_place = place(spec, node_names, nodes)
             for i, d in enumerate(spec.get("devices") or []):
-                where, all_nodes = _placement(d, node_names, nodes) if per_device else (slice_nodes, slice_all)
+                if per_device:
+                    _check_selector(d, f"slice {sname} devices[{i}].nodeSelector")
+                where, all_nodes, selector = place(d, node_names, nodes) if per_device else slice_place
                 for node in where:
                     n = inv(node)
-                    dev = parse_device(d, driver, pool_name, node, f"slice {sname} devices[{i}]", all_nodes)
+                    dev = parse_device(d, driver, pool_name, node, f"slice {sname} devices[{i}]", all_nodes, selector)
                     if dev.key in n.by_key:
                         raise SliceError(f"slice {sname} devices[{i}].name: "
                                          f"device {dev.name!r} appears twice in pool {pool_name}")
@@ -412,6 +489,13 @@ def build_inventories(slices: Iterable[Mapping[str, Any]],
         if name:
             inv(name).skipped_pools = list(dict.fromkeys(messages))
     return out
+
+
+def _check_selector(obj: Any, where: str) -> None:
+    if isinstance(obj, Mapping) and obj.get("nodeSelector") and not obj.get("nodeName") and not obj.get("allNodes"):
+        problem = selector_problem(obj["nodeSelector"])
+        if problem:
+            raise SliceError(f"{where}: {problem}")
 
 
 def build_inventory(node: str, slices: Iterable[Mapping[str, Any]]) -> NodeInventory:

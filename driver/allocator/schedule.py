@@ -23,7 +23,8 @@ from driver import log
 from driver.allocator import nodefit
 from driver.allocator.inventory import NodeInventory
 from driver.allocator.scoring import ConfigError, Evaluation, NodeClass, PackingConfig, Request, Scorer, Shape, strategy_for
-from driver.allocator.usage import NodeUsage, Pick
+from driver.allocator.sharedpool import SharedPools
+from driver.allocator.usage import NodeUsage, Pick, UsageError
 from driver.allocator import score_adapter as adapter
 from driver.allocator.allocate import AllocationFailure, AllocationResult, allocate, allocated_on_node
 
@@ -136,7 +137,13 @@ class ClusterState:
     """Every node, its usage, and the equivalence groups that make scoring cheap.
 
     `classes` are DeviceClass dicts by name. Node objects and ResourceSlices are given once
-    (`add_node`); allocations change state only through `commit` / `release` / `add_allocated`.
+    (`add_node`); allocations change state only through `commit` / `release` / `add_allocated`
+    (and `commit_shared` / `release_shared` for allocations tied to no node).
+
+    Devices of allNodes / nodeSelector pools appear in the inventory of every node they are
+    available on, but their use is global (`shared`, see sharedpool.py): committing one for a pod
+    on node A marks it used on every node that sees it and regroups those nodes. Placements of
+    node-local devices only (every trace replay) take the per-node fast path.
     """
 
     def __init__(self, classes: Mapping[str, Mapping[str, Any]], config: PackingConfig | None = None) -> None:
@@ -151,6 +158,7 @@ class ClusterState:
         self._seq = 0
         self._rankings: dict[tuple, _Ranking] = {}
         self._epoch = 0
+        self.shared = SharedPools()
 
     # -- building -------------------------------------------------------------------------------
 
@@ -158,7 +166,8 @@ class ClusterState:
         """Add a node from its Node dict and the inventory of its published devices.
 
         Adding a node that exists replaces it with nothing in use: the caller re-commits what runs
-        there (the controller's view does, after a Node or slice change).
+        there (the controller's view does, after a Node or slice change). Shared-pool devices are
+        the exception: they start as used as they are globally (their use is not the node's).
         """
         name = (node.get("metadata") or {}).get("name")
         if not isinstance(name, str) or not name:
@@ -177,6 +186,7 @@ class ClusterState:
             self._classes[static_key] = klass
         state = NodeState(name, dict((node.get("metadata") or {}).get("labels") or {}), alloc, taints, unschedulable,
                           inventory, NodeUsage(), klass)
+        self.shared.attach(name, inventory, state.usage)
         state.free = _device_free(inventory, state.usage)
         self.nodes[name] = state
         self._regroup(state)
@@ -185,6 +195,7 @@ class ClusterState:
     def remove_node(self, name: str) -> None:
         state = self.nodes.pop(name, None)
         if state is not None:
+            self.shared.detach(name, state.inventory)
             self._ungroup(state)
 
     def _ungroup(self, node: NodeState) -> None:
@@ -212,6 +223,10 @@ class ClusterState:
     # -- changes --------------------------------------------------------------------------------
 
     def _apply(self, node: NodeState, requests: nodefit.Resources, picks: tuple[Pick, ...], sign: int) -> None:
+        for p in picks:
+            if p.device.shared_pool:
+                self._apply_shared(node, requests, picks, sign)
+                return
         if sign > 0:
             node.usage.add(picks)
         else:
@@ -219,6 +234,9 @@ class ClusterState:
         node.used_cpu += sign * requests.cpu
         node.used_memory += sign * requests.memory
         node.used_pods += sign * requests.pods
+        self._refresh(node, picks)
+
+    def _refresh(self, node: NodeState, picks: Any) -> None:
         free = list(node.free)
         for p in picks:  # only the picked devices changed (looked up by key: slices may have been republished)
             device = node.inventory.by_key.get(p.device.key)
@@ -226,6 +244,47 @@ class ClusterState:
                 free[device.index] = adapter.device_free(device, node.usage)
         node.free = tuple(free)
         self._regroup(node)
+
+    def _apply_shared(self, node: NodeState | None, requests: nodefit.Resources, picks: tuple[Pick, ...],
+                      sign: int) -> None:
+        """`_apply` for placements with shared-pool devices: record those globally first (that is
+        where a conflict shows), then the node's own part, then mirror into every node that sees
+        them. All or nothing: a conflict raises UsageError with nothing changed."""
+        shared = [p for p in picks if p.device.shared_pool]
+        local = [p for p in picks if not p.device.shared_pool]
+        if node is None and local:
+            raise UsageError(f"device {'/'.join(local[0].device.key)} is node-local: the placement needs a node")
+        self.shared.record(shared, sign)
+        if node is not None:
+            try:
+                if sign > 0:
+                    node.usage.add(local)
+                else:
+                    node.usage.remove(local)
+            except UsageError:
+                self.shared.record(shared, -sign)
+                raise
+            node.used_cpu += sign * requests.cpu
+            node.used_memory += sign * requests.memory
+            node.used_pods += sign * requests.pods
+        touched: dict[str, list[Pick]] = {node.name: list(local)} if node is not None else {}
+        for name, seen in self.shared.by_node(shared).items():
+            other = self.nodes[name]
+            if sign > 0:
+                other.usage.add(seen)
+            else:
+                other.usage.remove(seen)
+            touched.setdefault(name, []).extend(seen)
+        for name, changed in touched.items():
+            self._refresh(self.nodes[name], changed)
+
+    def commit_shared(self, picks: tuple[Pick, ...]) -> None:
+        """Record shared-pool picks of an allocation tied to no node (nor any pod's cpu/memory)."""
+        self._apply_shared(None, nodefit.Resources(0, 0, 0), picks, +1)
+
+    def release_shared(self, picks: tuple[Pick, ...]) -> None:
+        """Undo `commit_shared`."""
+        self._apply_shared(None, nodefit.Resources(0, 0, 0), picks, -1)
 
     def commit(self, placement: Placement) -> None:
         """Record a placement (its allocation was written and the pod bound)."""

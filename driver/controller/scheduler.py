@@ -353,7 +353,16 @@ class Controller:
                 self.queue.park(key, wake_on_change=False)  # the pod's or its claim's own event wakes it
             return
         pending = [c for c in claims if not self.view.allocation_of(c)]
-        nodes = {self.view.node_of(c) for c in claims if self.view.allocation_of(c)}
+        nodes: set[str] = set()
+        floating = []  # allocated from shared pools only: the pod may go wherever its nodeSelector allows
+        for c in claims:
+            alloc = self.view.allocation_of(c)
+            if alloc:
+                node = self.view.node_of(c)
+                if node:
+                    nodes.add(node)
+                else:
+                    floating.append({**c, "status": {**(c.get("status") or {}), "allocation": alloc}})
         target = pod
         if len(nodes) > 1:
             self._report(pod, f"claims of the pod are allocated on different nodes: {', '.join(sorted(map(str, nodes)))}")
@@ -363,7 +372,8 @@ class Controller:
             target = pinned_to(pod, str(next(iter(nodes))))
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.view.lock:
-            result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now)
+            result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now,
+                              allocated=floating)
         if isinstance(result, Unschedulable):
             reason = result.reason
             if nodes:

@@ -8,6 +8,12 @@ remembers exactly what it added, so every event can be applied idempotently: the
 seen twice counts once; a changed allocation is released and re-added; a node whose slices change
 is rebuilt and everything on it re-added against the new inventory.
 
+Pools not tied to one node (`allNodes`, `nodeSelector`: network-attached devices) are offered to
+every node they select: a node's inventory is its own slices plus those pools, re-evaluated when
+its labels or such a slice change. A claim's allocation is accounted in two parts: devices of its
+node (lost with the node) and shared-pool devices, whose use is global (`ClusterState.shared`)
+and outlives any one node — a claim allocated only from shared pools belongs to no node at all.
+
 Why assumptions: between our decision and the informer's echo of our writes, a stale event (the
 claim as it was before we allocated it) must not free devices we just handed out — that is how a
 scheduler double-allocates. An assumed claim ignores such stale events until the informer shows
@@ -25,7 +31,7 @@ from typing import Any
 
 from driver import log
 from driver.allocator import nodefit
-from driver.allocator.inventory import SliceError, build_inventory
+from driver.allocator.inventory import NodeInventory, SliceError, build_inventories, build_shared_inventory, slice_nodes
 from driver.allocator.schedule import ClusterState, Placement
 from driver.allocator.scoring import PackingConfig
 from driver.allocator.usage import UsageError, picks_from_allocation
@@ -77,6 +83,7 @@ class _Acct:
     signature: tuple
     obj: dict  # the claim allocation or the pod, to recompute picks after a node rebuild
     placement: Placement | None = None  # what was committed to the state (None: node unknown)
+    shared: Placement | None = None  # a claim's shared-pool devices, committed globally
 
 
 @dataclass
@@ -97,6 +104,9 @@ class ClusterView:
         self.state = ClusterState(self.classes, self.config)
         self.nodes: dict[str, dict] = {}
         self.slices: dict[str, dict[str, dict]] = {}  # node -> slice name -> slice
+        self.shared_slices: dict[str, dict] = {}  # slice name -> slice of a pool not tied to one node
+        self.shared_usable: list[dict] = []  # shared_slices minus pools that cannot be parsed
+        self.shared_inventory = NodeInventory("")  # every shared-pool device, to resolve allocations
         self.inventories: dict[str, Any] = {}  # node -> parsed NodeInventory (kept while its slices stay)
         self.claims: dict[str, _Acct] = {}  # claim uid -> devices accounted
         self.pods: dict[str, _Acct] = {}  # pod uid -> cpu/memory accounted
@@ -131,16 +141,21 @@ class ClusterView:
             self.nodes[name] = new
             if before is not None and _node_fields(before) == _node_fields(new):
                 return  # status heartbeats etc.: nothing the scheduler uses changed
+            if before is not None and _labels(before) != _labels(new):
+                self.inventories.pop(name, None)  # nodeSelector pools may now (not) match
             self._rebuild(name)
 
     def on_slice(self, event: str, old: dict | None, new: dict | None) -> None:
         obj = new or old or {}
         spec = obj.get("spec") or {}
         node = spec.get("nodeName")
-        if not node:
-            return  # network-attached pools are not scheduled by this controller (yet)
         name = obj["metadata"]["name"]
         with self.lock:
+            if not node or name in self.shared_slices:  # (or was: a slice may move to one node)
+                still_shared = new is not None and not (new.get("spec") or {}).get("nodeName")
+                self._on_shared_slice(name, new if still_shared else None)
+                if not node:
+                    return
             per_node = self.slices.setdefault(node, {})
             if new is None:
                 per_node.pop(name, None)
@@ -149,6 +164,52 @@ class ClusterView:
             self.inventories.pop(node, None)
             if node in self.nodes:
                 self._rebuild(node)
+
+    def _on_shared_slice(self, name: str, new: dict | None) -> None:
+        """A slice of an allNodes / nodeSelector pool changed (new None: it is gone): rebuild the
+        nodes any slice of its pool reaches, before or after, and re-account the claims that use
+        the pool (a device may have been withdrawn, or appeared for an allocation seen earlier)."""
+        old = self.shared_slices.get(name)
+        pools = {_pool_of(s) for s in (old, new) if s is not None}
+        labels = {n: _labels(obj) for n, obj in self.nodes.items()}
+        affected: set[str] = set()
+        for s in self.shared_slices.values():
+            if _pool_of(s) in pools:
+                affected |= slice_nodes(s, labels)
+        if new is None:
+            self.shared_slices.pop(name, None)
+        else:
+            self.shared_slices[name] = new
+        for s in self.shared_slices.values():
+            if _pool_of(s) in pools:
+                affected |= slice_nodes(s, labels)
+        users = [(uid, acct) for uid, acct in self.claims.items() if pools & _pools_of(acct.obj)]
+        for _, acct in users:
+            self._uncount_shared(acct)
+        self._reparse_shared()
+        for n in sorted(affected):
+            self.inventories.pop(n, None)
+            if n in self.nodes:
+                self._rebuild(n)
+        for uid, acct in users:
+            self._place_shared(uid, acct)
+
+    def _reparse_shared(self) -> None:
+        """The shared-pool inventory from every slice not tied to a node; a pool that cannot be
+        parsed is left out (and logged) rather than taking every other pool with it."""
+        by_pool: dict[tuple[str, str], list[dict]] = {}
+        for s in self.shared_slices.values():
+            by_pool.setdefault(_pool_of(s), []).append(s)
+        usable: list[dict] = []
+        for pool, slices in sorted(by_pool.items()):
+            try:
+                build_shared_inventory(slices)
+            except SliceError as exc:
+                logger.error("bad_slice", pool="/".join(pool), error=str(exc))
+                continue
+            usable.extend(slices)
+        self.shared_usable = usable
+        self.shared_inventory = build_shared_inventory(usable)
 
     def on_claim(self, event: str, old: dict | None, new: dict | None) -> None:
         obj = new or old or {}
@@ -172,9 +233,7 @@ class ClusterView:
             if acct is not None:
                 self._uncount(self._pop("claim", uid))
             if alloc:
-                node = allocation_node(alloc) or self._node_of_results(alloc)
-                if node:
-                    self._count_claim(uid, node, sig, alloc)
+                self._count_claim(uid, self._claim_node(alloc), sig, alloc)
 
     def on_pod(self, event: str, old: dict | None, new: dict | None) -> None:
         obj = new or old or {}
@@ -209,7 +268,7 @@ class ClusterView:
                 old = self._pop("claim", uid)
                 if old is not None:
                     self._uncount(old)
-                self._count_claim(uid, node, sig, alloc)
+                self._count_claim(uid, self._claim_node(alloc), sig, alloc)
             uid = pod["metadata"]["uid"]
             self.assumed_pods[uid] = node
             old = self._pop("pod", uid)
@@ -248,15 +307,21 @@ class ClusterView:
         return (claim.get("status") or {}).get("allocation")
 
     def node_of(self, claim: dict) -> str | None:
+        """The one node an allocated claim is bound to; None when unallocated or when its
+        allocation is usable from several nodes (shared pools only: see its nodeSelector)."""
         alloc = self.allocation_of(claim)
         if not alloc:
             return None
         uid = claim["metadata"].get("uid", "")
         with self.lock:
             acct = self.claims.get(uid)
-            return acct.node if acct else allocation_node(alloc) or self._node_of_results(alloc)
+            return (acct.node if acct else self._claim_node(alloc)) or None
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _claim_node(self, alloc: Mapping[str, Any]) -> str:
+        """The node an allocation pins its claim to, or "" (shared-pool devices only)."""
+        return allocation_node(alloc) or self._node_of_results(alloc) or ""
 
     def _pop(self, kind: str, uid: str) -> _Acct | None:
         acct = (self.claims if kind == "claim" else self.pods).pop(uid, None)
@@ -292,19 +357,47 @@ class ClusterView:
     def _count_claim(self, uid: str, node: str, sig: tuple, alloc: dict) -> None:
         acct = _Acct(node, sig, alloc)
         self.claims[uid] = acct
-        self._by_node.setdefault(node, set()).add(("claim", uid))
-        self._place_claim(uid, acct)
+        if node:
+            self._by_node.setdefault(node, set()).add(("claim", uid))
+            self._place_claim(uid, acct)
+        self._place_shared(uid, acct)
 
     def _place_claim(self, uid: str, acct: _Acct) -> None:
+        """Commit the claim's devices local to its node (its shared-pool ones: `_place_shared`)."""
         state = self.state.nodes.get(acct.node)
         if state is None:
             return
         try:
-            picks = tuple(picks_from_allocation(state.inventory, acct.obj))
+            picks = tuple(p for p in picks_from_allocation(state.inventory, acct.obj) if not p.device.shared_pool)
         except UsageError as exc:
             logger.error("bad_allocation", claim_uid=uid, error=str(exc))
             return
         acct.placement = self._commit(acct.node, nodefit.Resources(0, 0, 0), picks, f"claim {uid}")
+
+    def _place_shared(self, uid: str, acct: _Acct) -> None:
+        """Commit the claim's shared-pool devices globally: in use for every node that sees them."""
+        try:
+            picks = tuple(picks_from_allocation(self.shared_inventory, acct.obj))
+        except UsageError as exc:
+            logger.error("bad_allocation", claim_uid=uid, error=str(exc))
+            return
+        if not picks:
+            return
+        try:
+            self.state.commit_shared(picks)
+        except UsageError as exc:
+            logger.error("accounting_conflict", what=f"claim {uid}", error=str(exc))
+            self.errors = (self.errors + [f"claim {uid}: {exc}"])[-50:]
+            return
+        acct.shared = Placement(f"claim {uid}", "", {}, (), "", nodefit.Resources(0, 0, 0), picks)
+
+    def _uncount_shared(self, acct: _Acct) -> None:
+        if acct.shared is not None:
+            try:
+                self.state.release_shared(acct.shared.picks)
+            except UsageError as exc:
+                logger.error("accounting_release_failed", what=acct.shared.pod, error=str(exc))
+            acct.shared = None
 
     def _count_pod(self, uid: str, node: str, pod: dict) -> None:
         acct = _Acct(node, (), pod)
@@ -326,6 +419,7 @@ class ClusterView:
             except UsageError as exc:
                 logger.error("accounting_release_failed", node=acct.node, error=str(exc))
         acct.placement = None
+        self._uncount_shared(acct)
 
     def _rebuild(self, name: str) -> None:
         """(Re)create a node in the state from its Node and slices, then re-add what runs there."""
@@ -333,7 +427,8 @@ class ClusterView:
         inventory = self.inventories.get(name)
         if inventory is None:
             try:
-                inventory = build_inventory(name, list(self.slices.get(name, {}).values()))
+                slices = list(self.slices.get(name, {}).values()) + self.shared_usable
+                inventory = build_inventories(slices, {name: _labels(node)}).get(name) or NodeInventory(name)
                 self.inventories[name] = inventory
             except SliceError as exc:
                 logger.error("bad_slice", node=name, error=str(exc))
@@ -353,6 +448,23 @@ class ClusterView:
                 acct = self.pods[uid]
                 acct.placement = None
                 self._place_pod(acct)
+
+
+def _labels(node: Mapping[str, Any]) -> dict[str, str]:
+    return dict((node.get("metadata") or {}).get("labels") or {})
+
+
+def _pool_of(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """(driver, pool name) of a slice; a slice without a pool name stands alone (it cannot parse)."""
+    spec = obj.get("spec") or {}
+    pool = (spec.get("pool") or {}).get("name") or (obj.get("metadata") or {}).get("name", "")
+    return str(spec.get("driver") or ""), str(pool)
+
+
+def _pools_of(allocation: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(driver, pool) of every device an allocation names."""
+    return {(str(r.get("driver", "")), str(r.get("pool", "")))
+            for r in ((allocation.get("devices") or {}).get("results")) or []}
 
 
 def _node_fields(node: dict) -> tuple:

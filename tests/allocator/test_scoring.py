@@ -199,3 +199,16 @@ def test_fragmentation_fills_a_hole_when_the_gradient_is_negligible(strategy, sa
     first, _ = _place(state, "a", 450, strategy="spread")
     second, _ = _place(state, "b", 100)
     assert (second == first) is same_gpu
+
+
+def test_fragmentation_keeps_cpu_use_in_step_with_gpu_use():
+    """Two nodes in the same GPU state, one with its CPUs nearly used up: the next pod goes to the
+    node whose CPU use stays closest to its GPU use, not to the one with the fullest CPUs."""
+    nodes = [tr.TraceNode("node-a", 32000, 131072, 1, "T4"), tr.TraceNode("node-b", 32000, 131072, 1, "T4")]
+    state = _cluster(nodes, PackingConfig(strategy="fragmentation"))
+    state.scorer.set_targets([(Shape(0, 0, (Request(1, 200),)), 1.0)])  # no gradient either way
+    cpu_heavy, _ = _place(state, "a", 500, cpu=31000, strategy="spread")
+    balanced, _ = _place(state, "b", 500, cpu=24600, strategy="spread")
+    assert cpu_heavy != balanced
+    # after a 300m / 1-core pod both GPUs are 80 % used; CPUs would be 100 % vs 80 % used
+    assert _place(state, "c", 300, cpu=1000)[0] == balanced

@@ -212,3 +212,13 @@ def test_fragmentation_keeps_cpu_use_in_step_with_gpu_use():
     assert cpu_heavy != balanced
     # after a 300m / 1-core pod both GPUs are 80 % used; CPUs would be 100 % vs 80 % used
     assert _place(state, "c", 300, cpu=1000)[0] == balanced
+
+
+def test_fgd_breaks_equal_gradients_by_best_fit():
+    """Before the workload is learned every gradient is 0: FGD then fills the partly used GPU
+    rather than taking the GPU of the node that has been empty longest."""
+    nodes = [tr.TraceNode("node-a", 32000, 131072, 1, "T4"), tr.TraceNode("node-b", 32000, 131072, 1, "T4")]
+    state = _cluster(nodes, PackingConfig(strategy="fgd"))
+    first, _ = _place(state, "a", 500, strategy="spread")
+    assert state.scorer.workload.targets == ()
+    assert _place(state, "b", 300)[0] == first

@@ -82,6 +82,11 @@ def resource_list(group_name: str, version_name: str) -> dict[str, Any] | None:
             if sub == "binding":
                 items.append({"name": f"{res.plural}/binding", "singularName": "", "namespaced": True,
                               "kind": "Binding", "verbs": ["create"]})
+            elif sub == "scale":
+                # kubectl's scale client takes the Scale's group/version from this entry
+                items.append({"name": f"{res.plural}/scale", "singularName": "", "namespaced": res.namespaced,
+                              "group": "autoscaling", "version": "v1", "kind": "Scale",
+                              "verbs": ["get", "patch", "update"]})
             else:
                 items.append({"name": f"{res.plural}/{sub}", "singularName": "", "namespaced": res.namespaced,
                               "kind": res.kind, "verbs": ["get", "patch", "update"]})

@@ -1,10 +1,11 @@
 """Decoding of API requests: bodies and query parameters, with the apiserver's error answers.
 
 Kept apart from the HTTP handler (`server.py`), which routes and replies, so that every way a
-client can send something malformed — a chunked or YAML body, a protobuf content type, a
-non-integer `limit`, `resourceVersion`, `gracePeriodSeconds` or `timeoutSeconds`, a body of the
-wrong kind, unknown fields under `fieldValidation=Strict` — is answered in one place, with a 400
-that names the parameter and what was expected, before anything reaches the store.
+client can send something malformed — a chunked or YAML body, a protobuf body this server cannot
+represent (decoded by `protobody`), a non-integer `limit`, `resourceVersion`, `gracePeriodSeconds`
+or `timeoutSeconds`, a body of the wrong kind, unknown fields under `fieldValidation=Strict` — is
+answered in one place, with a 4xx that names the parameter and what was expected, before anything
+reaches the store.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from urllib.parse import parse_qs
 
 import yaml
 
-from driver.local import errors, validation
+from driver.local import errors, protobody, validation
 from driver.local.resources import Resource
 
 JSON = "application/json"
 _TRUE = ("true", "1")
-_UNSUPPORTED_BODIES = ("application/vnd.kubernetes.protobuf", "application/cbor")
+_UNSUPPORTED_BODIES = ("application/cbor",)
 _YAML_BODIES = ("application/yaml", "application/apply-patch+yaml")
 
 
@@ -36,7 +37,8 @@ def media_type(headers: Message, default: str = "") -> str:
 
 
 def read_body(headers: Message, rfile: BinaryIO) -> Any:
-    """The decoded request body (None when empty): JSON, or YAML for the YAML media types."""
+    """The decoded request body (None when empty): JSON, YAML for the YAML media types, or a protobuf
+    object of a kind `protobody` knows, converted to its JSON form."""
     if headers.get("Transfer-Encoding", "").lower() == "chunked":
         data = b""
         while True:
@@ -51,10 +53,12 @@ def read_body(headers: Message, rfile: BinaryIO) -> Any:
     if not data:
         return None
     ctype = media_type(headers, JSON)
+    if ctype == protobody.PROTOBUF:
+        return protobody.decode(data)
     if ctype in _UNSUPPORTED_BODIES:
         raise errors.ApiError(415, "UnsupportedMediaType",
-                              f"the local API server accepts JSON bodies only, not {ctype} "
-                              "(kubectl apply/create -f send JSON)")
+                              f"the local API server accepts JSON, YAML and (for some kinds) protobuf bodies, "
+                              f"not {ctype} (kubectl apply/create -f send JSON)")
     try:
         if ctype in _YAML_BODIES:
             return yaml.safe_load(data)

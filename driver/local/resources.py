@@ -22,7 +22,7 @@ class Resource:
     kind: str
     namespaced: bool
     short_names: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()  # e.g. ("status", "binding")
+    subresources: tuple[str, ...] = ()  # e.g. ("status", "binding", "scale")
     fields: tuple[str, ...] = ()  # extra field-selector paths
     returns_deleted_object: bool = False  # DELETE answers the object (else a Status)
     categories: tuple[str, ...] = ()  # e.g. ("all",) for `kubectl get all`
@@ -76,9 +76,12 @@ RESOURCES: list[Resource] = [
                      "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
                      "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type")),
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
+    Resource("", "v1", "secrets", "Secret", True, fields=("type",)),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
-    Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status",), categories=("all",)),
-    Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status",), categories=("all",)),
+    Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status", "scale"), categories=("all",)),
+    Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale"), categories=("all",)),
+    Resource("batch", "v1", "jobs", "Job", True, (), ("status",), categories=("all",)),
     *_dra("v1"),
 ]
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from driver import log
-from driver.local import discovery, errors, request, routes, selectors, table
+from driver.local import discovery, errors, request, routes, scale, selectors, table
 from driver.local.routes import Route
 from driver.local.faults import Faults
 from driver.local.store import Store, dumps
@@ -162,9 +162,13 @@ class _Handler(BaseHTTPRequestHandler):
             body["apiVersion"] = res.api_version
         if sub == "binding" and method != "POST":
             raise errors.method_not_allowed(f"{method} is not supported on pods/binding (only create)")
-        if sub == "status" and method not in ("GET", "PUT", "PATCH"):
-            raise errors.method_not_allowed(f"{method} is not supported on {route.res.plural}/status")
-        if watching:
+        if sub in ("status", "scale") and method not in ("GET", "PUT", "PATCH"):
+            raise errors.method_not_allowed(f"{method} is not supported on {route.res.plural}/{sub}")
+        if sub == "scale" and watching:
+            raise errors.method_not_allowed(f"watch is not supported on {route.res.plural}/scale")
+        if sub == "scale":
+            self._scale(method, route, body, dry_run)
+        elif watching:
             self._watch(route, query)
         elif method == "GET" and name and table.wants_table(self.headers.get("Accept")):
             obj = store.get(res, ns, name)
@@ -199,6 +203,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._delete_collection(route, query, body)
         else:
             raise errors.method_not_allowed(f"{method} is not supported on {self.path}")
+
+    def _scale(self, method: str, route: Route, body: Any, dry_run: bool) -> None:
+        """GET/PUT/PATCH of <deployments|replicasets>/<name>/scale (see `scale`)."""
+        store: Store = self.server.store
+        res, ns, name = route.storage, route.ns or "", route.name
+        if method == "GET":
+            self._send_obj(200, scale.get(store, res, ns, name))
+        elif method == "PUT":
+            self._send_obj(200, scale.update(store, res, ns, name, body, dry_run))
+        else:
+            self._send_obj(200, scale.patch(store, res, ns, name, request.media_type(self.headers), body, dry_run))
 
     def _reply(self, route: Route, code: int, obj: dict[str, Any]) -> None:
         if route.compat:

@@ -286,6 +286,7 @@ class Store:
             if want_rv and str(want_rv) != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.plural, name, res.group)
             new = merge_update(res, old, obj, subresource)
+            strategy.normalize(res, new)
             causes = strategy.validate(res, new, old)
             if causes:
                 raise errors.invalid(res.kind, name, causes, res.group)

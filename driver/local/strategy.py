@@ -7,6 +7,8 @@ pod specs are immutable, ...).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from driver.local import validation
@@ -59,10 +61,57 @@ def prepare_create(res: Resource, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         if isinstance(spec, dict):
             spec.setdefault("replicas", 1)
-        obj["status"] = {}
+        # ReplicaSetStatus.replicas has no omitempty: typed clients (the Python one) require it
+        obj["status"] = {"replicas": 0} if res.key == "apps/replicasets" else {}
     elif res.key == "namespaces":
         obj["status"] = {"phase": "Active"}
         obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+    elif res.key == "batch/jobs":
+        _default_job(obj)
+    normalize(res, obj)
+
+
+def normalize(res: Resource, obj: dict[str, Any]) -> None:
+    """What the apiserver does on every write of the kind (in place): a Secret's write-only
+    `stringData` is merged into `data` (base64) and dropped, and its `type` defaults to Opaque."""
+    if res.key != "secrets":
+        return
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+        obj["data"] = {**data, **{k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()}}
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
+
+
+_JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
+_JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+def _default_job(obj: dict[str, Any]) -> None:
+    """batch/v1 Job defaults, and the selector the apiserver generates unless `manualSelector`."""
+    spec = obj.get("spec")
+    obj["status"] = {}
+    if not isinstance(spec, dict):
+        return
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    template = spec.get("template")
+    if spec.get("manualSelector") is True or not isinstance(template, dict):
+        return
+    meta = obj["metadata"]
+    spec["selector"] = {"matchLabels": {_JOB_UID_LABELS[0]: meta["uid"]}}
+    tmeta = template.setdefault("metadata", {})
+    if isinstance(tmeta, dict):
+        labels = tmeta.setdefault("labels", {})
+        if isinstance(labels, dict):
+            labels.update({key: meta["uid"] for key in _JOB_UID_LABELS})
+            labels.update({key: meta.get("name", "") for key in _JOB_NAME_LABELS})
 
 
 def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
@@ -74,6 +123,54 @@ def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> 
         causes += _validate_pod(obj, old)
     elif res.key in ("apps/deployments", "apps/replicasets"):
         causes += _validate_workload(obj)
+    elif res.key == "batch/jobs":
+        causes += _validate_job(obj)
+    elif res.key == "secrets":
+        causes += _validate_secret(obj)
+    return causes
+
+
+def _validate_secret(obj: dict[str, Any]) -> Causes:
+    data = obj.get("data")
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        return [("data", "Invalid value: expected a map of base64 strings")]
+    causes: Causes = []
+    for key, value in data.items():
+        try:
+            base64.b64decode(value, validate=True)
+        except (TypeError, ValueError, binascii.Error):
+            causes.append((f"data[{key}]", f"Invalid value: {value!r}: must be base64-encoded"))
+    return causes
+
+
+def _validate_job(obj: dict[str, Any]) -> Causes:
+    """Jobs: a pod template whose restartPolicy is Never or OnFailure, a selector matching it."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [("spec", "Required value")]
+    causes: Causes = []
+    for key in ("parallelism", "completions", "backoffLimit"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            causes.append((f"spec.{key}", f"Invalid value: {value!r}: must be greater than or equal to 0"))
+    template = spec.get("template")
+    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        return causes + [("spec.template", "Required value")]
+    policy = template["spec"].get("restartPolicy")
+    if policy not in ("Never", "OnFailure"):
+        causes.append(("spec.template.spec.restartPolicy",
+                       f"Unsupported value: {policy!r}: supported values: \"OnFailure\", \"Never\""))
+    match = (spec.get("selector") or {}).get("matchLabels") if isinstance(spec.get("selector"), dict) else None
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if not isinstance(match, dict) or not match:
+        causes.append(("spec.selector", "Required value: matchLabels (or leave manualSelector unset)"))
+    elif any(labels.get(k) != v for k, v in match.items()):
+        causes.append(("spec.template.metadata.labels",
+                       f"Invalid value: {labels!r}: `selector` does not match template `labels`"))
+    pod = {"metadata": {"name": "template"}, "spec": template["spec"]}
+    causes += [(f"spec.template.{f}", m) for f, m in _validate_pod(pod, None)]
     return causes
 
 

@@ -119,6 +119,13 @@ COLUMNS: dict[str, list[Column]] = {
         _NAME, ("Desired", "integer", 0, lambda r: (r.get("spec") or {}).get("replicas", 0)),
         ("Current", "integer", 0, lambda r: (r.get("status") or {}).get("replicas", 0)),
         ("Ready", "integer", 0, lambda r: (r.get("status") or {}).get("readyReplicas", 0)), _AGE],
+    "batch/jobs": [
+        _NAME, ("Completions", "string", 0,
+                lambda j: f"{(j.get('status') or {}).get('succeeded', 0)}/{(j.get('spec') or {}).get('completions', 1)}"),
+        _AGE],
+    "secrets": [_NAME, ("Type", "string", 0, lambda s: s.get("type", "")),
+                ("Data", "integer", 0, lambda s: len(s.get("data") or {})), _AGE],
+    "serviceaccounts": [_NAME, ("Secrets", "integer", 0, lambda s: len(s.get("secrets") or [])), _AGE],
     "events": [("Last Seen", "string", 0, _age), ("Type", "string", 0, lambda e: e.get("type", "")),
                ("Reason", "string", 0, lambda e: e.get("reason", "")), ("Object", "string", 0, _involved),
                ("Message", "string", 0, lambda e: e.get("message", ""))],

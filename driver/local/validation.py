@@ -309,6 +309,8 @@ _OBJECT_META = {"name", "generateName", "namespace", "selfLink", "uid", "resourc
                 "ownerReferences", "finalizers", "managedFields"}
 _TOP_LEVEL = {
     "ConfigMap": {"data", "binaryData", "immutable"},
+    "Secret": {"data", "stringData", "type", "immutable"},
+    "ServiceAccount": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
     "Event": {"involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count", "type",
               "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"},
     "DeviceClass": {"spec"}, "ResourceClaimTemplate": {"spec"}, "ResourceSlice": {"spec"}, "Lease": {"spec"},

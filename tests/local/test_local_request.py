@@ -46,7 +46,9 @@ def test_bodies_json_yaml_and_chunked() -> None:
 def test_undecodable_bodies_are_refused() -> None:
     err = _refused(request.read_body, _headers(Content_Type="application/vnd.kubernetes.protobuf", Content_Length="3"),
                    io.BytesIO(b"k8s"))
-    assert err.code == 415 and "JSON bodies only, not application/vnd.kubernetes.protobuf" in err.message
+    assert err.code == 400 and "expected the Kubernetes envelope prefix" in err.message
+    err = _refused(request.read_body, _headers(Content_Type="application/cbor", Content_Length="1"), io.BytesIO(b"\xa0"))
+    assert err.code == 415 and "not application/cbor" in err.message
     err = _refused(request.read_body, _headers(Content_Type="application/json; charset=utf-8", Content_Length="5"),
                    io.BytesIO(b"{oops"))
     assert err.code == 400 and err.message.startswith("error decoding the request body:")

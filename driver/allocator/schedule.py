@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from driver import log
-from driver.allocator import nodefit
+from driver.allocator import nodefit, physical
 from driver.allocator.inventory import NodeInventory
 from driver.allocator.scoring import ConfigError, Evaluation, NodeClass, PackingConfig, Request, Scorer, Shape, strategy_for
 from driver.allocator.sharedpool import SharedPools
@@ -47,11 +47,14 @@ class NodeState:
     used_cpu: int = 0
     used_memory: int = 0
     used_pods: int = 0
-    free: tuple[int, ...] = ()  # free milli per inventory device
+    free: tuple[int, ...] = ()  # free milli per inventory device (0 where counters no longer fit)
     group: Any = None
+    counters: tuple = ()  # counters in use per counter set (physical.Layout order); () without
 
-    def state(self) -> tuple[int, int, tuple[int, ...]]:
-        return (self.allocatable.cpu - self.used_cpu, self.allocatable.memory - self.used_memory, self.free)
+    def state(self) -> tuple:
+        """The scorer's compact view: free cpu, memory, milli per device (+ counters in use)."""
+        base = (self.allocatable.cpu - self.used_cpu, self.allocatable.memory - self.used_memory, self.free)
+        return base + (self.counters,) if self.counters else base
 
 
 @dataclass(slots=True)
@@ -60,7 +63,7 @@ class Group:
 
     key: Any
     klass: NodeClass
-    state: tuple[int, int, tuple[int, ...]]
+    state: tuple  # NodeState.state(): cpu, memory, free per device (+ counters in use)
     pods_free: int
     taints: tuple[tuple[str, str, str], ...]
     unschedulable: bool
@@ -125,14 +128,6 @@ class Unschedulable:
         return f"Unschedulable({self.pod!r}, {self.reason!r})"
 
 
-def _device_totals(inventory: NodeInventory) -> tuple[int, ...]:
-    return tuple(adapter.device_total(d) for d in inventory.devices)
-
-
-def _device_free(inventory: NodeInventory, usage: NodeUsage) -> tuple[int, ...]:
-    return tuple(adapter.device_free(d, usage) for d in inventory.devices)
-
-
 class ClusterState:
     """Every node, its usage, and the equivalence groups that make scoring cheap.
 
@@ -181,13 +176,15 @@ class ClusterState:
         static_key = (alloc, taints, unschedulable, adapter.inventory_signature(inventory))
         klass = self._classes.get(static_key)
         if klass is None:
-            klass = NodeClass(len(self._classes), alloc.cpu, alloc.memory, _device_totals(inventory),
-                              admits=adapter.admission(inventory, self.classes))
+            totals = physical.device_totals(inventory)
+            klass = NodeClass(len(self._classes), alloc.cpu, alloc.memory, totals,
+                              admits=adapter.admission(inventory, self.classes),
+                              layout=physical.layout_of(inventory, totals))
             self._classes[static_key] = klass
         state = NodeState(name, dict((node.get("metadata") or {}).get("labels") or {}), alloc, taints, unschedulable,
                           inventory, NodeUsage(), klass)
         self.shared.attach(name, inventory, state.usage)
-        state.free = _device_free(inventory, state.usage)
+        state.free, state.counters = physical.node_view(inventory, state.usage, klass.layout)
         self.nodes[name] = state
         self._regroup(state)
         return state
@@ -238,10 +235,8 @@ class ClusterState:
 
     def _refresh(self, node: NodeState, picks: Any) -> None:
         free = list(node.free)
-        for p in picks:  # only the picked devices changed (looked up by key: slices may have been republished)
-            device = node.inventory.by_key.get(p.device.key)
-            if device is not None:
-                free[device.index] = adapter.device_free(device, node.usage)
+        node.counters = physical.refresh(node.inventory, node.usage, node.klass.layout, free, node.counters,
+                                         [p.device for p in picks])
         node.free = tuple(free)
         self._regroup(node)
 
@@ -349,10 +344,11 @@ class ClusterState:
         self._log_start += cut
 
     def used_gpu_milli(self) -> int:
-        return sum(sum(n.klass.totals) - sum(n.free) for n in self.nodes.values())
+        """Milli-GPU in use: of physical GPUs where devices share one (see physical.py)."""
+        return sum(physical.used_milli(n.klass, n.state()) for n in self.nodes.values())
 
     def total_gpu_milli(self) -> int:
-        return sum(sum(n.klass.totals) for n in self.nodes.values())
+        return sum(physical.total_milli(n.klass) for n in self.nodes.values())
 
 
 # ---- scheduling --------------------------------------------------------------------------------
@@ -370,7 +366,7 @@ def _summary(total: int, counts: dict[str, int]) -> str:
 
 
 def _group_reason(group: Group, pod: Mapping[str, Any], requests: nodefit.Resources, shape: Shape) -> str:
-    cpu, mem, _ = group.state
+    cpu, mem = group.state[0], group.state[1]
     why = nodefit.untolerated(pod, group.taints, group.unschedulable)
     if why:
         return why

@@ -6,7 +6,9 @@ thinks in DeviceViews, consumable capacities and CEL. This module translates one
 
 - a device with consumable `compute` capacity (fractional GPU) offers `compute × 1000` milli and
   has free what its allocations have not consumed; any other device offers 1000 milli, all free
-  or none (it is exclusive);
+  or none (it is exclusive); devices carved out of one physical GPU (MIG, replicas, counter
+  sets) are mapped onto that GPU by physical.py, which also zeroes those whose counters no
+  longer fit;
 - a request's share is its `compute` capacity request (whole device when absent);
 - which devices a request may use is decided by the real CEL selectors (class's, then request's),
   evaluated once per device and cached by the allocator's CEL layer.
@@ -69,6 +71,8 @@ def inventory_signature(inventory: NodeInventory) -> tuple:
         consumes = tuple((cset[2], tuple(sorted(a.items()))) for cset, a in d.consumes)
         out.append((d.driver, d.name, attrs, caps, d.allow_multiple, d.taints, consumes,
                     tuple(sorted(d.policies.items(), key=lambda kv: kv[0]))))
+    if inventory.counters:  # what the counter sets hold decides which devices fit together
+        out.append(tuple(sorted((k[2], tuple(sorted(v.items()))) for k, v in inventory.counters.items())))
     return tuple(out)
 
 
@@ -156,8 +160,14 @@ class PlanChooser:
 
     def order(self, request: RequestSpec, candidates: list[DeviceView], inventory: NodeInventory,
               usage: NodeUsage) -> list[DeviceView]:
-        if any(parent_gpu(d) is not None for d in candidates):
-            return by_parent_occupancy(self.strategy, candidates, inventory, usage)
+        layout = self.klass.layout
+        if layout is not None and any(layout.kind[d.index] for d in candidates):
+            # parts of physical GPUs (MIG, replicas): the planned devices, then the rest by GPU
+            # use and placement (Layout.preference), not by their own free milli
+            by_index = {d.index: d for d in candidates}
+            plan = [i for i in self.plans.get(id(request), ()) if i in by_index]
+            rest = layout.order(self.strategy, self.free, [i for i in by_index if i not in plan])
+            return [by_index[i] for i in plan + rest]
         plan = self.plans.get(id(request), ())
         by_index = {d.index: d for d in candidates}
         first = [by_index[i] for i in plan if i in by_index]
@@ -178,25 +188,6 @@ def parent_gpu(device: DeviceView) -> str | None:
     """The physical GPU a MIG device or time-sliced replica lives on (None for whole/fractional GPUs)."""
     value = device.attributes.get(device.driver, {}).get("parentUUID")
     return value if isinstance(value, str) else None
-
-
-def by_parent_occupancy(strategy: str, candidates: list[DeviceView], inventory: NodeInventory,
-                        usage: NodeUsage) -> list[DeviceView]:
-    """MIG devices and replicas ordered by how busy their physical GPU already is.
-
-    The scorer sees each of them as one unit, all alike when free, so on its own it would stack
-    every pod on the first GPU whatever the strategy. `spread` takes the least used GPU first
-    (one failing GPU hurts fewer pods); the packing strategies take the most used one, keeping
-    whole GPUs (and large MIG placements) free.
-    """
-    busy: dict[str, int] = {}
-    for d in inventory.devices:
-        if d.key in usage.exclusive or d.key in usage.shared:
-            parent = parent_gpu(d)
-            if parent is not None:
-                busy[parent] = busy.get(parent, 0) + 1
-    sign = 1 if strategy == "spread" else -1
-    return sorted(candidates, key=lambda d: (sign * busy.get(parent_gpu(d) or "", 0), d.index))
 
 
 def plans_by_request(prepared: PreparedClaims, plan: tuple[tuple[int, ...], ...]) -> dict[int, tuple[int, ...]]:

@@ -61,7 +61,9 @@ CACHE_LIMIT = 500_000  # cached node-state fragments kept before starting afresh
 
 # ---- compact node view -------------------------------------------------------------------------
 
-Free = tuple[int, int, tuple[int, ...]]  # (free cpu milli, free memory bytes, free milli per device)
+# (free cpu milli, free memory bytes, free milli per device); nodes whose devices share physical
+# GPUs through counters add a fourth entry, the counters in use (see physical.py)
+Free = tuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,8 @@ class NodeClass:
     totals: tuple[int, ...]  # milli per device (1000 = one whole GPU)
     admits: Callable[[Any], tuple[bool, ...]]
     masks: dict[Any, tuple[bool, ...]] = field(default_factory=dict)
+    # physical.Layout when devices share physical GPUs (MIG, replicas, counters); None otherwise
+    layout: Any = None
 
     def mask(self, key: Any) -> tuple[bool, ...]:
         m = self.masks.get(key)
@@ -326,8 +330,14 @@ class Scorer:
         key = (node.key, free)
         value = self._frag.get(key)
         if value is None:
-            cpu, mem, gpus = free
-            value = self._frag[key] = self._combine(node, sum(gpus), self._gpu_stats(node, gpus), self._feasible(node, cpu, mem))
+            cpu, mem, gpus = free[0], free[1], free[2]
+            if node.layout is None:
+                total, stats = sum(gpus), self._gpu_stats(node, gpus)
+            else:  # physical GPUs as FGD's unit (see Layout.fragment_stats)
+                total = node.layout.free_milli(free)
+                stats = node.layout.fragment_stats(self._parts(node)[0], gpus, free[3] if len(free) > 3 else (),
+                                                   self._stats.setdefault((node.key, "units"), {}))
+            value = self._frag[key] = self._combine(node, total, stats, self._feasible(node, cpu, mem))
         return value
 
     def _fragment_moved(self, node: NodeClass, gpus: tuple[int, ...], i: int, share: int, cpu: int, mem: int) -> float:
@@ -342,37 +352,48 @@ class Scorer:
 
         Not cached here: callers cache per node state with `cache_key` (schedule.py per group).
         """
-        cpu, mem, gpus = free
+        cpu, mem, gpus = free[0], free[1], free[2]
         if shape.cpu > cpu or shape.memory > mem:
             return None
         fgd = strategy in ("fgd", "fragmentation")
         before = self.fragment(node, free) if fgd else 0.0
-        if fgd and len(shape.requests) == 1 and shape.requests[0].count == 1:
+        # devices sharing physical GPUs (physical.Layout): a pick also charges its counters and
+        # blocks the siblings that no longer fit, and picks differing only by which GPU is which
+        # are scored once
+        layout = node.layout
+        if fgd and layout is None and len(shape.requests) == 1 and shape.requests[0].count == 1:
             return self._evaluate_one(strategy, node, free, shape, before)
         frees = list(gpus)
+        counters = list(free[3]) if len(free) > 3 else []
         plan = []
         for req in shape.requests:
             mask = node.mask(req.mask)
             chosen = []
             for _ in range(req.count):
                 best, best_cost = -1, None
-                tried: set[tuple[int, int]] = set()
+                tried: set[tuple] = set()
                 for i, f in enumerate(frees):
                     if not mask[i] or f < req.share or i in chosen:
                         continue
-                    sig = (f, node.totals[i])
+                    sig = (f, node.totals[i]) if layout is None else layout.option(i, frees, counters)
                     if sig in tried:  # identical device state: identical outcome, keep the first
                         continue
                     tried.add(sig)
-                    c = self._device_cost(strategy, node, (cpu - shape.cpu, mem - shape.memory, frees), i, req.share)
+                    c = self._device_cost(strategy, node, (cpu - shape.cpu, mem - shape.memory, frees, counters), i,
+                                          req.share)
                     if best_cost is None or c < best_cost:
                         best, best_cost = i, c
                 if best < 0:
                     return None
                 chosen.append(best)
-                frees[best] -= req.share
+                if layout is None:
+                    frees[best] -= req.share
+                else:
+                    layout.take(frees, counters, best, req.share)
             plan.append(tuple(chosen))
         after: Free = (cpu - shape.cpu, mem - shape.memory, tuple(frees))
+        if layout is not None:
+            after = layout.state(after[0], after[1], frees, counters)
         return Evaluation(self._node_cost(strategy, node, free, after, before), tuple(plan), after)
 
     def _evaluate_one(self, strategy: str, node: NodeClass, free: Free, shape: Shape, before: float) -> Evaluation | None:
@@ -397,8 +418,15 @@ class Scorer:
         after: Free = (cpu2, mem2, tuple(frees))
         return Evaluation(self._node_cost(strategy, node, free, after, before, best_key[0]), ((best,),), after)
 
-    def _device_cost(self, strategy: str, node: NodeClass, state: tuple[int, int, list[int]], i: int, share: int) -> tuple:
+    def _device_cost(self, strategy: str, node: NodeClass, state: tuple, i: int, share: int) -> tuple:
         """Cost of putting `share` on device `i` (lower wins); used inside a node and by the chooser."""
+        if node.layout is not None:  # physical GPUs: most used (spread: least used) GPU, least collateral
+            layout = node.layout
+            counters = state[3] if len(state) > 3 else ()
+            if strategy in ("spread", "binpack"):
+                return layout.preference(strategy, i, state[2], counters)
+            frag = self.fragment(node, layout.after(state, i, share))  # with the siblings it blocks
+            return (frag,) + layout.preference("binpack", i, state[2], counters)
         f = state[2][i]
         if strategy == "spread":
             return (-f, i)
@@ -410,7 +438,10 @@ class Scorer:
 
     def _utilisation(self, node: NodeClass, after: Free) -> tuple[float, float, float]:
         total_gpu = sum(node.totals)
-        ug = (1.0 - sum(after[2]) / total_gpu) if total_gpu else 0.0
+        if node.layout is not None:  # physical GPUs (MIG, replicas): see physical.py
+            ug = node.layout.used_share(after)
+        else:
+            ug = (1.0 - sum(after[2]) / total_gpu) if total_gpu else 0.0
         uc = (1.0 - after[0] / node.cpu) if node.cpu else 0.0
         um = (1.0 - after[1] / node.memory) if node.memory else 0.0
         return ug, uc, um
@@ -426,7 +457,10 @@ class Scorer:
             return (over, score)
         delta = (self.fragment(node, after) if after_frag is None else after_frag) - before
         # the device this placement leaves fullest: best fit breaks ties in both FGD strategies
-        left = min((a for a, b in zip(after[2], before_free[2]) if a != b), default=FULL)
+        if node.layout is not None:  # physical free left on the GPU the placement used
+            left = node.layout.left(before_free, after)
+        else:
+            left = min((a for a, b in zip(after[2], before_free[2]) if a != b), default=FULL)
         if strategy == "fgd":
             # the paper leaves ties open; best fit, then fullest node (GPU, then CPU). Ties broken
             # by node age instead scored 91.97 / 90.63 (default / gpushare40) against 94.77 / 93.54.
@@ -440,5 +474,5 @@ class Scorer:
 
     def device_order(self, strategy: str, node: NodeClass, free: Free, share: int, candidates: list[int]) -> list[int]:
         """Device indexes in the order the strategy prefers for one more `share` on this node."""
-        state = (free[0], free[1], list(free[2]))
+        state = (free[0], free[1], list(free[2])) + tuple(free[3:])
         return sorted(candidates, key=lambda i: self._device_cost(strategy, node, state, i, share))

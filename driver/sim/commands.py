@@ -36,6 +36,16 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
+def _load(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 10:
+        raise argparse.ArgumentTypeError(f"--load: expected a number in (0, 10], got {text!r}")
+    return value
+
+
 def _strategies(text: str) -> list[str]:
     from driver.allocator.scoring import STRATEGIES
 
@@ -68,6 +78,22 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     t.add_argument("--curve", action="store_true", help="with --json: include the 0..130 curve")
     t.add_argument("--plot", metavar="FILE.png", help="draw allocation vs arrival, mean over seeds, one line per strategy")
     t.set_defaults(func=_bench_trace)
+
+    m = bsub.add_parser("mig", help="pack MIG-profile claims on dynamic-MIG GPUs, per strategy",
+                        description="A seeded random stream of MIG-profile (1g..7g) and whole-GPU claims "
+                                    "arrives until its demand reaches --load x the cluster's GPUs; report pods "
+                                    "placed, GPUs touched, memory slices used and fragment failures (pods "
+                                    "refused while enough free slices existed in total).")
+    m.add_argument("--cluster", help="cluster description YAML (default: the bundled scenarios/mig-dynamic.yaml)")
+    m.add_argument("--strategy", default="all", type=_strategies,
+                   help="comma-separated strategies or 'all' (default all)")
+    m.add_argument("--seeds", default="42-44", type=_seeds, help="seeds, e.g. 42,43 or 42-51 (default 42-44)")
+    m.add_argument("--load", type=_load, default=1.3, help="demand that arrives, x the cluster's GPUs (default 1.3)")
+    m.add_argument("--config", help="packing config YAML; --strategy overrides its strategy")
+    m.add_argument("--json", action="store_true", help="one JSON object per strategy per seed per line")
+    m.add_argument("--write-workload", metavar="FILE",
+                   help="also write the first seed's pods and claims as a `gpu-dra simulate --workload` YAML")
+    m.set_defaults(func=_bench_mig)
 
     for name in BENCH_MODULES:
         try:
@@ -180,6 +206,30 @@ def _bench_trace(args: argparse.Namespace) -> int:
         allocation_plot(series, args.plot, title=title[:100])
         if not args.json:
             print(f"plot written to {args.plot}")
+    return 0
+
+
+def _bench_mig(args: argparse.Namespace) -> int:
+    from driver.sim import migbench
+    from driver.sim.simulate import SimulateError
+
+    base = _load_config(args.config)
+    results = []
+    try:
+        for strategy in args.strategy:
+            for seed in args.seeds:
+                result = migbench.run(args.cluster, strategy, seed, args.load, base)
+                results.append(result)
+                if args.json:
+                    print(json.dumps(result.as_json()), flush=True)
+    except SimulateError as exc:
+        raise SystemExit(str(exc))
+    if not args.json:
+        print(migbench.table(results))
+    if args.write_workload:
+        n = migbench.write_workload(args.write_workload, args.seeds[0], results[0].gpus, args.load)
+        if not args.json:
+            print(f"workload of seed {args.seeds[0]} ({n} pods) written to {args.write_workload}")
     return 0
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from driver.allocator.inventory import SliceError, build_inventories
 from driver.allocator.schedule import ClusterState, Placement, Unschedulable, schedule
+from driver.allocator.score_adapter import device_free
 from driver.allocator.scoring import PackingConfig
 from driver.sim import trace as tr
 
@@ -46,7 +47,7 @@ class Outcome:
         out: dict[str, list[dict[str, Any]]] = {}
         for node in self.state.nodes.values():
             rows = []
-            for d, total, free in zip(node.inventory.devices, node.klass.totals, node.free):
+            for d, total, free in zip(node.inventory.devices, node.klass.totals, _taken(node)):
                 rows.append({"device": d.name, "allocatedMilli": total - free, "totalMilli": total,
                              "pods": users.get((node.name, d.name), [])})
             out[node.name] = rows
@@ -66,8 +67,8 @@ class Outcome:
     def summary(self) -> dict[str, Any]:
         total = self.state.total_gpu_milli()
         used = self.state.used_gpu_milli()
-        touched = sum(1 for n in self.state.nodes.values() for t, f in zip(n.klass.totals, n.free) if f < t)
-        partial = sum(f for n in self.state.nodes.values() for t, f in zip(n.klass.totals, n.free) if 0 < f < t)
+        touched = sum(1 for n in self.state.nodes.values() for t, f in zip(n.klass.totals, _taken(n)) if f < t)
+        partial = sum(f for n in self.state.nodes.values() for t, f in zip(n.klass.totals, _taken(n)) if 0 < f < t)
         return {"pods": len(self.placed) + len(self.failed), "placed": len(self.placed), "unschedulable": len(self.failed),
                 "nodesUsed": sum(1 for n in self.state.nodes.values() if n.used_pods),
                 "devicesTouched": touched, "gpuAllocatedPercent": round(100 * used / total, 2) if total else 0.0,
@@ -92,6 +93,12 @@ class Outcome:
                      f"{s['devicesTouched']} device(s) touched, GPU allocated {s['gpuAllocatedPercent']}%, "
                      f"{s['fragmentedMilli']}m free on partly used devices")
         return "\n".join(lines)
+
+
+def _taken(node: Any) -> list[int]:
+    """Free milli per device from what is allocated on it: the scorer's view also zeroes the
+    devices whose shared counters are used up by others (dynamic MIG), which nobody allocated."""
+    return [device_free(d, node.usage) for d in node.inventory.devices]
 
 
 def _load_yaml_docs(path: Path) -> list[dict[str, Any]]:
@@ -221,8 +228,8 @@ def _workload(path: str, seed: int | None, classes: dict[str, dict], gpus: int) 
     return out
 
 
-def run(cluster_path: str | None, workload_path: str, config: PackingConfig, seed: int | None = None) -> Outcome:
-    """Build the cluster, then schedule + commit every pod of the workload in order."""
+def build(cluster_path: str | None, config: PackingConfig) -> tuple[ClusterState, dict[str, dict]]:
+    """The cluster state of a description (no pods yet) and its DeviceClasses by name."""
     nodes, slices, classes = _cluster(cluster_path)
     try:
         inventories = build_inventories(slices)
@@ -231,8 +238,13 @@ def run(cluster_path: str | None, workload_path: str, config: PackingConfig, see
     state = ClusterState(classes, config)
     for node in nodes:
         state.add_node(node, inventories.get(node["metadata"]["name"]))
-    work = _workload(workload_path, seed, classes, state.total_gpu_milli() // 1000)
-    outcome = Outcome(state, config.strategy)
+    return state, classes
+
+
+def place(state: ClusterState, work: list[tuple[dict, list[dict]]], strategy: str,
+          after: Callable[[dict, Placement | Unschedulable], None] | None = None) -> Outcome:
+    """schedule + commit every (pod, claims) in order; `after` sees each pod's result."""
+    outcome = Outcome(state, strategy)
     for pod, claims in work:
         result = schedule(pod, claims, state)
         if isinstance(result, Placement):
@@ -240,4 +252,13 @@ def run(cluster_path: str | None, workload_path: str, config: PackingConfig, see
             outcome.placed.append(result)
         else:
             outcome.failed.append(result)
+        if after is not None:
+            after(pod, result)
     return outcome
+
+
+def run(cluster_path: str | None, workload_path: str, config: PackingConfig, seed: int | None = None) -> Outcome:
+    """Build the cluster, then schedule + commit every pod of the workload in order."""
+    state, classes = build(cluster_path, config)
+    work = _workload(workload_path, seed, classes, state.total_gpu_milli() // 1000)
+    return place(state, work, config.strategy)

@@ -1,0 +1,185 @@
+"""`gpu-dra bench mig`: how well each packing strategy fills GPUs carved into MIG slices.
+
+Protocol. The cluster is a `gpu-dra simulate` cluster description (default: the bundled
+scenarios/mig-dynamic.yaml, 64 GPUs in dynamic MIG mode). A seeded random stream of pods, each
+with one claim for a MIG profile (1g/2g/3g/4g/7g) or a whole GPU, arrives until the demand that
+arrived reaches `load` times the cluster's GPU capacity; every pod goes through `schedule` +
+`commit` (simulate's engine, the controller's path) and nothing ever finishes, so what is left
+unplaced once the cluster is full is what packing could not fit. Reported per strategy and seed:
+
+- pods placed (of those that arrived);
+- GPUs touched (physical GPUs with anything on them) once half the capacity has arrived — at the
+  end every strategy has touched every GPU;
+- GPU memory slices used, % of the cluster's (a whole GPU takes all 8 of its slices), at the end
+  and when the first pod was refused;
+- fragment failures: pods that failed while the free slices of the cluster, summed over GPUs,
+  were enough for them — capacity lost to where earlier pods were put.
+
+The measures come from the node's real usage (its counters), not from the scorer's view of it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from driver.allocator import physical
+from driver.allocator.schedule import ClusterState, Placement, Unschedulable
+from driver.allocator.scoring import PackingConfig
+from driver.sim import simulate
+
+SCENARIO = Path(__file__).parent / "scenarios" / "mig-dynamic.yaml"
+SLICES = 8  # memory slices of an A100/H100 80GB
+# (profile or "gpu" for a whole GPU, memory slices it takes, relative frequency): an inference
+# cluster, mostly small and medium instances, a few pods wanting a whole GPU.
+MIX = (("1g.10gb", 1, 35), ("2g.20gb", 2, 25), ("3g.40gb", 4, 20), ("4g.40gb", 4, 10),
+       ("7g.80gb", 8, 5), ("gpu", 8, 5))
+PROFILE_SELECTOR = "device.attributes['gpu.nvidia.com'].profile == '{profile}'"
+
+
+@dataclass(frozen=True)
+class MigResult:
+    """One (strategy, seed) run."""
+
+    strategy: str
+    seed: int
+    pods: int
+    placed: int
+    gpus: int
+    gpus_touched: int  # when half the capacity had arrived
+    slices_used_percent: float
+    first_failure_percent: float  # slices used when the first pod was refused (100: none was)
+    fragment_failures: int
+    seconds: float  # CPU seconds of the run, measuring included
+
+    def as_json(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "seed": self.seed, "pods": self.pods, "placed": self.placed,
+                "gpus": self.gpus, "gpusTouchedAtHalf": self.gpus_touched,
+                "slicesUsedPercent": self.slices_used_percent, "firstFailureAtPercent": self.first_failure_percent,
+                "fragmentFailures": self.fragment_failures,
+                "seconds": self.seconds}
+
+
+def pod_and_claim(n: int, profile: str) -> tuple[dict, dict]:
+    """Pod `mig-<n>` with one claim for `profile` (a MIG profile name, or "gpu": a whole GPU)."""
+    name = f"mig-{n}"
+    request: dict[str, Any] = {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}
+    if profile != "gpu":
+        request["exactly"] = {"deviceClassName": "mig.nvidia.com",
+                              "selectors": [{"cel": {"expression": PROFILE_SELECTOR.format(profile=profile)}}]}
+    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+             "metadata": {"name": name, "namespace": "default", "uid": f"uid-claim-{name}"},
+             "spec": {"devices": {"requests": [request]}}}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "default", "uid": f"uid-pod-{name}",
+                        "labels": {"profile": profile}},
+           "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10",
+                                    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "claims": [{"name": "gpu"}]}}],
+                    "resourceClaims": [{"name": "gpu", "resourceClaimName": name}]}}
+    return pod, claim
+
+
+def workload(seed: int, gpus: int, load: float) -> list[tuple[dict, dict, int]]:
+    """(pod, claim, slices) arriving until their slices reach `load` x the cluster's."""
+    rng = random.Random(seed)
+    names = [m[0] for m in MIX]
+    sizes = {m[0]: m[1] for m in MIX}
+    weights = [m[2] for m in MIX]
+    out: list[tuple[dict, dict, int]] = []
+    arrived, target = 0, load * gpus * SLICES
+    while arrived < target:
+        profile = rng.choices(names, weights)[0]
+        pod, claim = pod_and_claim(len(out), profile)
+        out.append((pod, claim, sizes[profile]))
+        arrived += sizes[profile]
+    return out
+
+
+class _Gauge:
+    """Physical GPU use of every node, from its real usage (layouts built once per node)."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+        self.layouts = {name: physical.layout_of(n.inventory, n.klass.totals) for name, n in state.nodes.items()}
+
+    def units(self) -> list[float]:
+        """Milli in use per physical GPU, over the cluster."""
+        out: list[float] = []
+        for name, node in self.state.nodes.items():
+            layout = self.layouts[name]
+            free, counters = physical.node_view(node.inventory, node.usage, layout)
+            if layout is None:
+                out.extend(float(t - f) for t, f in zip(node.klass.totals, free))
+            else:
+                out.extend(layout.unit_used(u, free, counters) for u in range(len(layout.unit_total)))
+        return out
+
+    def capacity(self) -> int:
+        return sum(sum(n.klass.totals) if self.layouts[k] is None else self.layouts[k].capacity()
+                   for k, n in self.state.nodes.items())
+
+
+def run(cluster: str | None, strategy: str, seed: int, load: float = 1.3,
+        config: PackingConfig | None = None) -> MigResult:
+    """One run of the protocol (see the module docstring)."""
+    config = replace(config or PackingConfig(), strategy=strategy)
+    state, _ = simulate.build(str(cluster or SCENARIO), config)
+    gauge = _Gauge(state)
+    capacity = gauge.capacity()
+    gpus = capacity // physical.FULL
+    if not gpus:
+        raise simulate.SimulateError(f"{cluster or SCENARIO}: no GPUs to pack")
+    stream = workload(seed, gpus, load)
+    demand = {pod["metadata"]["name"]: slices for pod, _, slices in stream}
+    lost, arrived, touched = 0, 0, -1
+    first: float | None = None
+
+    def after(pod: dict, result: Placement | Unschedulable) -> None:
+        nonlocal lost, arrived, touched, first
+        slices = demand[pod["metadata"]["name"]]
+        arrived += slices
+        if isinstance(result, Unschedulable):
+            used = sum(gauge.units())
+            if first is None:
+                first = round(100 * used / capacity, 2)
+            if capacity - used + 1e-6 >= slices * physical.FULL / SLICES:
+                lost += 1
+        if touched < 0 and arrived * physical.FULL >= capacity * SLICES / 2:
+            touched = sum(1 for u in gauge.units() if u > 0)
+
+    start = time.process_time()
+    outcome = simulate.place(state, [(pod, [claim]) for pod, claim, _ in stream], strategy, after)
+    seconds = time.process_time() - start
+    units = gauge.units()
+    if touched < 0:  # less than half arrived (a tiny --load)
+        touched = sum(1 for u in units if u > 0)
+    return MigResult(strategy, seed, len(stream), len(outcome.placed), gpus, touched,
+                     round(100 * sum(units) / capacity, 2), 100.0 if first is None else first, lost, round(seconds, 2))
+
+
+def table(results: list[MigResult]) -> str:
+    """Mean over seeds per strategy, one line each."""
+    lines = [f"{'strategy':<14}{'seeds':>6}{'placed':>11}{'GPUs touched at 50%':>21}{'slices used %':>15}"
+             f"{'at 1st failure':>16}{'fragment failures':>19}{'s/run':>7}"]
+    for strategy in dict.fromkeys(r.strategy for r in results):
+        rs = [r for r in results if r.strategy == strategy]
+        n = len(rs)
+        lines.append(f"{strategy:<14}{n:>6}{sum(r.placed for r in rs) / n:>7.1f}/{sum(r.pods for r in rs) / n:<3.0f}"
+                     f"{sum(r.gpus_touched for r in rs) / n:>17.1f}/{rs[0].gpus:<3}"
+                     f"{sum(r.slices_used_percent for r in rs) / n:>15.2f}"
+                     f"{sum(r.first_failure_percent for r in rs) / n:>16.2f}"
+                     f"{sum(r.fragment_failures for r in rs) / n:>19.1f}{sum(r.seconds for r in rs) / n:>7.1f}")
+    return "\n".join(lines)
+
+
+def write_workload(path: str, seed: int, gpus: int, load: float) -> int:
+    """The stream of one seed as a `gpu-dra simulate --workload` YAML; returns the pod count."""
+    import yaml
+
+    stream = workload(seed, gpus, load)
+    docs = [doc for pod, claim, _ in stream for doc in (claim, pod)]
+    Path(path).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return len(stream)

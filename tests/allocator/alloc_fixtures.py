@@ -148,3 +148,17 @@ def gpu_config(strategy: str = "TimeSlicing", interval: str = "Long") -> dict[st
 def devices_of(result: Any) -> list[list[str]]:
     """Device names per claim of an AllocationResult."""
     return [[r["device"] for r in a["devices"]["results"]] for a in result.allocations]
+
+
+def pod_with_claim(i: int, device_class: str, selector: str | None = None, cpu: str = "1") -> tuple[dict, dict]:
+    """Pod `p<i>` (one container requesting `cpu`) using ResourceClaim `c<i>`: one device of the class."""
+    req: dict = {"name": "gpu", "exactly": {"deviceClassName": device_class}}
+    if selector:
+        req["exactly"]["selectors"] = [{"cel": {"expression": selector}}]
+    pod_claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                 "metadata": {"name": f"c{i}", "namespace": "default", "uid": f"uid-c{i}"},
+                 "spec": {"devices": {"requests": [req]}}}
+    pod = {"metadata": {"name": f"p{i}", "namespace": "default", "uid": f"uid-p{i}"},
+           "spec": {"containers": [{"name": "x", "resources": {"requests": {"cpu": cpu}}}],
+                    "resourceClaims": [{"name": "gpu", "resourceClaimName": f"c{i}"}]}}
+    return pod, pod_claim

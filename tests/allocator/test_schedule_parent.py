@@ -13,6 +13,8 @@ from driver.devices.classes import device_classes
 from driver.devices.slices import build_slices
 from driver.nvml import open_backend
 
+from alloc_fixtures import pod_with_claim
+
 NODE = "n1"
 
 
@@ -29,24 +31,11 @@ def _state(strategy: str, nvml: str, sharing: dict) -> tuple[ClusterState, dict]
     return state, parents
 
 
-def _pod_and_claim(i: int, device_class: str, selector: str | None) -> tuple[dict, dict]:
-    request: dict = {"name": "gpu", "exactly": {"deviceClassName": device_class}}
-    if selector:
-        request["exactly"]["selectors"] = [{"cel": {"expression": selector}}]
-    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
-             "metadata": {"name": f"c{i}", "namespace": "default", "uid": f"uid-c{i}"},
-             "spec": {"devices": {"requests": [request]}}}
-    pod = {"metadata": {"name": f"p{i}", "namespace": "default", "uid": f"uid-p{i}"},
-           "spec": {"containers": [{"name": "x", "resources": {"requests": {"cpu": "1"}}}],
-                    "resourceClaims": [{"name": "gpu", "resourceClaimName": f"c{i}"}]}}
-    return pod, claim
-
-
 def _parents_used(strategy: str, nvml: str, sharing: dict, device_class: str, selector: str | None) -> list[str]:
     state, parents = _state(strategy, nvml, sharing)
     used = []
     for i in range(3):
-        pod, claim = _pod_and_claim(i, device_class, selector)
+        pod, claim = pod_with_claim(i, device_class, selector)
         placement = schedule(pod, [claim], state)
         assert isinstance(placement, Placement), getattr(placement, "reason", placement)
         state.commit(placement)

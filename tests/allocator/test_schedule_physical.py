@@ -17,6 +17,8 @@ from driver.devices.classes import device_classes
 from driver.devices.slices import build_slices
 from driver.nvml.mock import MockNvml, load_node
 
+from alloc_fixtures import pod_with_claim
+
 D = "gpu.nvidia.com"
 PROFILE = "device.attributes['gpu.nvidia.com'].profile == '{}'"
 
@@ -41,16 +43,7 @@ def _cluster(strategy: str, names=("n1", "n2"), gpus: int = 2, sharing: dict | N
 
 
 def _pod(i: int, profile: str | None, device_class: str = "mig.nvidia.com") -> tuple[dict, dict]:
-    request: dict = {"name": "gpu", "exactly": {"deviceClassName": device_class}}
-    if profile:
-        request["exactly"]["selectors"] = [{"cel": {"expression": PROFILE.format(profile)}}]
-    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
-             "metadata": {"name": f"c{i}", "namespace": "default", "uid": f"uid-c{i}"},
-             "spec": {"devices": {"requests": [request]}}}
-    pod = {"metadata": {"name": f"p{i}", "namespace": "default", "uid": f"uid-p{i}"},
-           "spec": {"containers": [{"name": "x", "resources": {"requests": {"cpu": "1"}}}],
-                    "resourceClaims": [{"name": "gpu", "resourceClaimName": f"c{i}"}]}}
-    return pod, claim
+    return pod_with_claim(i, device_class, PROFILE.format(profile) if profile else None)
 
 
 def _place(state: ClusterState, i: int, profile: str | None, device_class: str = "mig.nvidia.com") -> Placement:

@@ -27,3 +27,4 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/gpu-dra --log-level warning bench trace --trace all --strategy all --seeds 42-51
+	$(BIN)/gpu-dra --log-level warning bench mig --seeds 42-51

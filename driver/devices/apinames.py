@@ -38,7 +38,6 @@ def is_semver(value: Any) -> bool:
 
 
 @lru_cache(maxsize=4096)
-
 def qualified_name_error(key: Any) -> str | None:
     """Why `key` is not an attribute/capacity name: a C identifier <= 32, or <domain>/<c-identifier>."""
     if not isinstance(key, str) or not key:

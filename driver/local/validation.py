@@ -3,7 +3,7 @@
 Every check returns (field path, message) pairs so the API server can answer one 422 that names
 each offending field, the way kube-apiserver's field.ErrorList does. Names, label keys and values,
 attribute names and versions are checked by the device model's helpers
-(`driver.devices.validate`), and ResourceSlices by its `validate_slice`, so that the driver and the
+(`driver.devices.apinames`), and ResourceSlices by `driver.devices.validate.validate_slice`, so that the driver and the
 server agree on every rule; the checks here add claims, templates and classes.
 """
 

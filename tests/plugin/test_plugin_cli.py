@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +18,7 @@ import pytest
 from driver.local.server import ApiServer
 
 from plugin_harness import Kubelet
+from wait_helpers import wait_for
 
 
 @pytest.fixture
@@ -64,15 +64,12 @@ def test_runs_registers_and_stops_cleanly_on_sigterm(root: Path) -> None:
                     "--registry-dir", str(root / "r"), "--cdi-root", str(root / "cdi"),
                     env={"NODE_NAME": "env-node"})
         kubelet = Kubelet(str(root / "r" / "gpu.nvidia.com-reg.sock"))
-        deadline = time.monotonic() + 30
-        while True:  # what kubelet's plugin watcher does: wait for the socket, then GetInfo
+
+        def registered():  # what kubelet's plugin watcher does: wait for the socket, then GetInfo
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            try:
-                info = kubelet.register()
-                break
-            except grpc.RpcError:
-                assert time.monotonic() < deadline, "plugin did not come up"
-                time.sleep(0.05)
+            return kubelet.register()
+
+        info = wait_for(registered, timeout=30, what="the plugin to register", ignore=(grpc.RpcError,))
         assert info.endpoint == str(root / "p" / "dra.sock")
         kubelet.close()
         proc.send_signal(signal.SIGTERM)

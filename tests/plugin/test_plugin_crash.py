@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +21,7 @@ from driver.plugin.kube import Kube, api_client
 from driver.plugin.state import CRASH_POINTS
 
 from plugin_harness import Kubelet, create_claim, opaque, result
+from wait_helpers import wait_for
 
 HARNESS = Path(__file__).parent / "crash_harness.py"
 API = "resource.nvidia.com/v1beta1"
@@ -34,17 +34,13 @@ class PluginProcess:
         self.proc = subprocess.Popen([sys.executable, str(HARNESS), str(root), str(kubeconfig)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.kubelet = Kubelet(str(root / "registry" / "gpu.nvidia.com-reg.sock"))
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:  # kubelet's plugin watcher also polls for the socket to appear
+
+        def registered():  # kubelet's plugin watcher also polls for the socket to appear
             if self.proc.poll() is not None:
                 raise AssertionError(f"plugin exited: {self.proc.stderr.read().decode()[-2000:]}")
-            try:
-                self.kubelet.register()
-                break
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+            return self.kubelet.register()
+
+        wait_for(registered, timeout=START_TIMEOUT, what="the plugin to register", ignore=(grpc.RpcError,))
 
     def stop(self) -> None:
         self.kubelet.close()

@@ -10,8 +10,8 @@ Threads and why:
   worker moves on at once and the next decision already sees it; a failed write is rolled back
   and un-assumed, and the pod retried with backoff. This is kube-scheduler's assume/bind split,
   and what makes throughput independent of API latency;
-- one releaser thread drops reservations of pods that are gone or finished and deallocates
-  claims nobody reserves (idempotent: the resourceclaim controller may do the same).
+- one releaser thread (releaser.py) drops reservations of pods that are gone or finished and
+  deallocates claims nobody reserves (idempotent: the resourceclaim controller may do the same).
 Only the leader (leader.py) runs the worker, binders and releaser; a standby keeps its caches
 warm so that it can take over at once. Nothing is decided before every informer has listed:
 after a restart, claims allocated in the API count as used before the first decision.
@@ -34,9 +34,10 @@ from driver.controller.leader import LeaderElector, LeaseConfig
 from driver.controller.metrics import Metrics
 from driver.controller.podclaims import pinned_to, resolve_claims
 from driver.controller.queue import Backoff, WorkQueue
+from driver.controller.releaser import Releaser
 from driver.controller.status import build_report
 from driver.controller.view import ClusterView, pod_is_done, rv_newer
-from driver.controller.writer import FINALIZER, WriteError, Writer
+from driver.controller.writer import WriteError, Writer
 
 logger = log.get(__name__)
 
@@ -86,6 +87,10 @@ class Controller:
         self._lock = threading.Lock()
         self.elector: LeaderElector | None = None
         self.scheduled = 0
+        self.releaser = Releaser(
+            kube, self.writer, self.releases, self.claims, self.pods, self._pod_by_uid,
+            self.view.assumed_claims, self._in_flight, self._lock, self._leading, self._stop,
+        )
         self.metrics.watch_shares(self._shares)
 
         self.classes.add_handler(self._on_class)
@@ -113,7 +118,7 @@ class Controller:
             nodes=len(self.nodes), slices=len(self.slices), claims=len(self.claims), pods=len(self.pods),
             accounted_claims=len(self.view.claims),
         )
-        for target, name in ((self._work, "scheduler"), (self._release_loop, "releaser")):
+        for target, name in ((self._work, "scheduler"), (self.releaser.run, "releaser")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -166,7 +171,7 @@ class Controller:
                 self.queue.add(k.key_of(pod))
         if self.cfg.release:
             for claim in self.claims.items():
-                if self._needs_release(claim):
+                if self.releaser.needs_release(claim):
                     self.releases.add(k.key_of(claim))
 
     def _catch_up(self, timeout: float = 10.0) -> None:
@@ -233,7 +238,7 @@ class Controller:
         new_alloc = ((new or {}).get("status") or {}).get("allocation")
         if old_alloc and not new_alloc:
             self.queue.cluster_changed()  # devices freed
-        if new is not None and self.cfg.release and self._needs_release(new):
+        if new is not None and self.cfg.release and self.releaser.needs_release(new):
             self.releases.add(k.key_of(new))
 
     def _on_pod(self, event: str, old: dict | None, new: dict | None) -> None:
@@ -277,22 +282,6 @@ class Controller:
         names = [s.get("resourceClaimName") for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []]
         names += [c.get("resourceClaimName") for c in (pod.get("spec") or {}).get("resourceClaims") or []]
         return [f"{ns}/{n}" for n in names if n]
-
-    def _needs_release(self, claim: dict) -> bool:
-        status = claim.get("status") or {}
-        reserved = status.get("reservedFor") or []
-        if not reserved:
-            return bool(status.get("allocation")) or (
-                FINALIZER in (claim["metadata"].get("finalizers") or []) and not status.get("allocation")
-            )
-        for ref in reserved:
-            if ref.get("resource") != "pods":
-                continue
-            key = self._pod_by_uid.get(ref.get("uid", ""))
-            pod = self.pods.get(key) if key else None
-            if pod is None or pod_is_done(pod):
-                return True
-        return False
 
     # ---- scheduling worker -----------------------------------------------------------------
 
@@ -455,65 +444,6 @@ class Controller:
             logger.warning("condition_failed", pod=k.key_of(pod), error=str(exc))
             self._reported.pop(uid, None)
         self.writer.event(pod, "FailedScheduling", message)
-
-    # ---- releases --------------------------------------------------------------------------
-
-    def _release_loop(self) -> None:
-        while not self._stop.is_set():
-            if not self._leading.wait(0.5):
-                continue
-            key = self.releases.get(timeout=0.5)
-            if key is None:
-                continue
-            try:
-                self._release_one(str(key))
-                self.releases.forget(key)
-            except WriteError as exc:
-                if not exc.gone:
-                    self.releases.retry_later(key)
-            except Exception:  # noqa: BLE001
-                logger.exception("release_failed", claim=key)
-                self.releases.retry_later(key)
-            finally:
-                self.releases.done(key)
-
-    def _release_one(self, key: str) -> None:
-        claim = self.claims.get(key)
-        if claim is None:
-            return
-        live: set[str] = set()
-        for ref in (claim.get("status") or {}).get("reservedFor") or []:
-            if ref.get("resource") != "pods":
-                continue
-            if self._pod_alive(claim["metadata"].get("namespace", ""), ref):
-                live.add(ref.get("uid", ""))
-        # Leave claims our binders are writing right now alone: their writes trigger another look.
-        with self._lock:
-            if live & self._in_flight:
-                return
-        if claim["metadata"]["uid"] in self.view.assumed_claims:
-            return
-        if self.writer.release(claim, live):
-            logger.info("claim_released", claim=key, still_reserved=len(live))
-
-    def _pod_alive(self, ns: str, ref: dict) -> bool:
-        """Is the pod of a reservation still there and not finished? Asks the API when the cache
-        does not know it (the pod watch may lag the claim watch)."""
-        key = self._pod_by_uid.get(ref.get("uid", ""))
-        pod = self.pods.get(key) if key else None
-        if pod is None:
-            try:
-                pod = self.kube.call(self.kube.core.read_namespaced_pod, ref.get("name", ""), ns)
-            except Exception as exc:  # noqa: BLE001
-                status, _ = k.api_error(exc)
-                if status == 404:
-                    return False
-                raise WriteError(f"pod {ns}/{ref.get('name')}: read", status, "cannot tell whether it runs") from exc
-            if pod["metadata"].get("uid") != ref.get("uid"):
-                return False
-        if ref.get("uid") in self._in_flight:
-            return True
-        return not pod_is_done(pod)
 
     # ---- metrics ---------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Modules: inventory (slices → DeviceView/NodeInventory), usage (NodeUsage, Pick), request (claims
 and classes → RequestSpec), capacity (consumable capacity and request policies), search (the
 backtracking search, DeviceChooser), allocate (entry points, API results, failure reasons),
-timing (`python -m driver.allocator.timing`: per-call costs). CEL lives in driver.dra.cel.
+timing (`python -m driver.allocator.timing`: per-call costs), physical (devices on physical
+GPUs, for the scorer) and gpuuse (how much of a GPU its devices use; `gpu-dra status` shares
+it). CEL lives in driver.dra.cel.
 
 Public API (what the controller and the simulator use):
 

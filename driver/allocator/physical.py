@@ -7,39 +7,43 @@ fractional GPUs, but not when several devices are carved out of one GPU:
   counter set (KEP-4815). Taking one 7g placement leaves the other ~30 devices of that GPU
   unusable, yet each still looked free, and an 8-GPU node with one instance looked 1/240 used;
 - static MIG instances and time-sliced replicas are independent devices, but they are unequal
-  parts of one GPU (a 3g instance is four memory slices, a 1g one), so counting devices is not
-  counting GPU use.
+  parts of one GPU (a 3g instance is four memory slices and three compute slices, a 1g one one
+  of each), so counting devices is not counting GPU use.
 
-A `Layout` (static, one per node class) maps each device onto a *unit* — a physical GPU — and says
-how much of it the device takes:
+A `Layout` (static, one per node class) maps each device onto a *unit* — a physical GPU — and
+measures a unit's use with `driver.allocator.gpuuse`, the definition `gpu-dra status` uses too
+(max over memory and compute slices of the share in use):
 
-- a device consuming counters belongs to its (first) counter set; a set's use is the mean share
-  of its *measured* counters in use: the `memory-slice-<i>` counters where the set has them (so
-  a 1g.10gb instance is 1/8 of an A100, a replica of R is 1/R, the whole GPU all of it), else every
-  counter with a capacity;
+- a device consuming counters belongs to its (first) counter set. Memory in use is read from the
+  set's measured counters (`memory-slice-<i>`); compute slices are no counter, so where MIG
+  profiles consume the set the layout adds one of its own (`COMPUTE`, never published, never
+  checked by `fits`): each device adds its compute slices (a whole GPU all, a replica 1/R);
 - a device with a `parentUUID` and no counters (static MIG, time-slicing) belongs to that GPU and
-  takes a share proportional to its `memorySlice<N>` capacities (one each when it has none);
+  takes its `gpuuse.device_part` (memorySlice capacities and profile against the GPU's geometry;
+  1/replicas);
 - any other device is its own unit (its milli total, as before).
 
 The node's compact state gains a fourth entry when the class has counter sets: the counters in
-use per set (nano-units, in the layout's order). With it the free values stay exact — a device
-whose consumption no longer fits its set is 0 — and `take` derives the state after a placement
-(the device, then every sibling it blocks) without the allocator. Nodes whose devices are all
-plain get no layout, and the scorer's arithmetic for them is unchanged.
+use per set (nano-units, in the layout's order, `COMPUTE` last where present). With it the free
+values stay exact — a device whose consumption no longer fits its set is 0 — and `take` derives
+the state after a placement (the device, then every sibling it blocks) without the allocator.
+Nodes whose devices are all plain get no layout, and the scorer's arithmetic for them is unchanged.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
+from driver.allocator import gpuuse
 from driver.allocator import score_adapter as adapter
 from driver.allocator.inventory import CounterSetKey, DeviceView, NodeInventory
 from driver.allocator.usage import NodeUsage
 
 FULL = 1000
-SLICE_COUNTER = "memory-slice-"
-SLICE_CAPACITY = "memorySlice"
+COMPUTE = "<compute-slices>"  # the layout's own counter (no published counter can have this name)
+SCALE = 10**9  # COMPUTE in nano compute slices, like the other counters' nano-units
 _KEYS = object()  # NodeInventory.match_cache key for the node's own counter set keys
 PLAIN, PARENT, COUNTERS = 0, 1, 2
 
@@ -50,9 +54,11 @@ Counters = tuple[tuple[int, ...], ...]  # in use per set, per counter (nano-unit
 class CounterSet:
     """One counter set as the layout knows it (pool-independent: nodes of a class share it)."""
 
-    counters: tuple[str, ...]
+    counters: tuple[str, ...]  # the published counters, then COMPUTE where MIG profiles use the set
     capacity: tuple[int, ...]  # nano-units, aligned with `counters`
-    measured: tuple[int, ...]  # positions whose share in use is the GPU's use
+    limit: tuple[int, ...]  # what `fits` checks: `capacity`, COMPUTE unlimited (the allocator ignores it)
+    measured: tuple[int, ...]  # positions whose share in use is the GPU's memory use
+    compute: int  # position of COMPUTE, -1 when the set has no MIG profile (memory alone measures)
     devices: tuple[int, ...]  # indexes of the devices consuming from it
     shape: int  # position of the first set built exactly like this one (options dedupe on it)
 
@@ -65,7 +71,8 @@ class Layout:
     consumes: tuple[tuple[tuple[int, tuple[int, ...]], ...], ...]  # per device: (set, amounts)
     kind: tuple[int, ...]  # per device: PLAIN | PARENT | COUNTERS
     unit: tuple[int, ...]  # per device: its unit (counter units first, numbered like `sets`)
-    weight: tuple[int, ...]  # per device: milli of its unit it takes when in use
+    weight: tuple[int, ...]  # per device: milli of its unit it takes when in use alone
+    parts: tuple[gpuuse.Part, ...]  # per device: its part of its GPU (PARENT devices; NONE otherwise)
     unit_total: tuple[int, ...]  # milli each unit offers
     members: tuple[tuple[int, ...], ...]  # per unit: its devices (PARENT and PLAIN units)
     totals: tuple[int, ...]  # milli per device (the class's totals)
@@ -73,15 +80,24 @@ class Layout:
     # -- state --------------------------------------------------------------------------------
 
     def counter_state(self, inventory: NodeInventory, usage: NodeUsage) -> Counters:
-        """The counters in use on a node of this class, in the layout's order."""
+        """The counters in use on a node of this class, in the layout's order. COMPUTE is not in
+        the usage: it is the sum over the set's devices in use of what each adds."""
         keys = set_keys(inventory)
-        return tuple(tuple((usage.counter_units.get(key) or {}).get(name, 0) for name in cs.counters)
-                     for key, cs in zip(keys, self.sets))
+        devices = inventory.devices
+        out = []
+        for s, (key, cs) in enumerate(zip(keys, self.sets)):
+            held = usage.counter_units.get(key) or {}
+            row = [held.get(name, 0) for name in cs.counters]
+            if cs.compute >= 0:
+                row[cs.compute] = sum(amounts[cs.compute] for j in cs.devices if usage.in_use(devices[j])
+                                      for t, amounts in self.consumes[j] if t == s)
+            out.append(tuple(row))
+        return tuple(out)
 
     def fits(self, i: int, counters: Sequence[tuple[int, ...]]) -> bool:
         """Whether device i's counter consumption still fits next to `counters`."""
         for s, amounts in self.consumes[i]:
-            used, cap = counters[s], self.sets[s].capacity
+            used, cap = counters[s], self.sets[s].limit
             for k, a in enumerate(amounts):
                 if a and used[k] + a > cap[k]:
                     return False
@@ -126,20 +142,29 @@ class Layout:
 
     # -- measures -----------------------------------------------------------------------------
 
-    def unit_used(self, u: int, free: Sequence[int], counters: Sequence[tuple[int, ...]]) -> float:
-        """Milli of unit u in use."""
+    def unit_used(self, u: int, free: Sequence[int], counters: Sequence[tuple[int, ...]],
+                  taken: Collection[int] = ()) -> float:
+        """Milli of unit u in use (`gpuuse.use` of its GPU; a plain device's own milli); devices
+        in `taken` count as fully used."""
         if u < len(self.sets):
-            cs = self.sets[u]
-            if not cs.measured or not counters:
+            if not counters:
                 return 0.0
-            used = counters[u]
-            return FULL * sum(used[k] / cs.capacity[k] for k in cs.measured) / len(cs.measured)
-        total = 0.0
-        for j in self.members[u]:
-            t = self.totals[j]
-            if free[j] < t:
-                total += self.weight[j] * (t - free[j]) / t
-        return total
+            cs, used = self.sets[u], counters[u]
+            memory = gpuuse.memory_share([used[k] for k in cs.measured], [cs.capacity[k] for k in cs.measured])
+            compute = used[cs.compute] / cs.capacity[cs.compute] if cs.compute >= 0 else 0.0
+            return FULL * gpuuse.use(gpuuse.Part(memory, compute))
+        members = self.members[u]
+        if self.kind[members[0]] == PLAIN:
+            j = members[0]
+            return 0.0 if j in taken else float(self.totals[j] - free[j])
+        memory = compute = 0.0
+        for j in members:
+            t, f = self.totals[j], 0 if j in taken else free[j]
+            if f < t:
+                part = self.parts[j]
+                memory += part.memory * (t - f) / t
+                compute += part.compute * (t - f) / t
+        return FULL * gpuuse.use(gpuuse.Part(memory, compute))
 
     def used(self, state: tuple) -> float:
         """Milli of physical GPU in use on a node in compact state `state`."""
@@ -198,14 +223,14 @@ class Layout:
             f = free[devs[0]]
             return tuple((int(mask[devs[0]] and f >= share), 0.0 if f >= share else float(f))
                          for _, share, mask, *_ in parts)
-        unit_free = total - self.unit_used(u, free, counters)
+        before = self.unit_used(u, free, counters)
         out = []
         for _, share, mask, *_ in parts:
             allowed = [j for j in devs if mask[j]]
             if not allowed:
                 out.append((0, 0.0))
                 continue
-            n, usable = 0, 0
+            n, taken = 0, set()
             held = list(counters)
             for j in allowed:  # greedy in placement order: how many could be taken together
                 if free[j] < share or (self.consumes[j] and (free[j] != self.totals[j] or not self.fits(j, held))):
@@ -213,8 +238,10 @@ class Layout:
                 for s, amounts in self.consumes[j]:
                     held[s] = tuple(a + b for a, b in zip(held[s], amounts))
                 n += 1
-                usable += self.weight[j]
-            out.append((n, max(0.0, unit_free - usable)))
+                taken.add(j)
+            # what the GPU would still have free once the part took all it could
+            after = self.unit_used(u, free, held, taken) if n else before
+            out.append((n, max(0.0, total - after)))
         return tuple(out)
 
     # -- choices ------------------------------------------------------------------------------
@@ -227,7 +254,7 @@ class Layout:
             own = self.consumes[i]
             return (k, tuple((self.sets[s].shape, a, counters[s] if counters else ()) for s, a in own), free[i])
         if k == PARENT:
-            return (k, self.unit[i], self.weight[i], free[i])
+            return (k, self.unit[i], self.parts[i], free[i])
         return (k, free[i], self.totals[i])
 
     def collateral(self, i: int, free: Sequence[int], counters: Sequence[tuple[int, ...]]) -> int:
@@ -272,9 +299,13 @@ def set_keys(inventory: NodeInventory) -> tuple[CounterSetKey, ...]:
     return keys
 
 
-def _slices(device: DeviceView) -> int:
-    caps = device.capacity.get(device.driver, {})
-    return sum(1 for name in caps if name.startswith(SLICE_CAPACITY)) or 1
+def _attr(device: DeviceView, name: str) -> Any:
+    return device.attributes.get(device.driver, {}).get(name)
+
+
+def _static_part(device: DeviceView, geometry: gpuuse.Geometry, siblings: int) -> gpuuse.Part:
+    return gpuuse.device_part(_attr(device, "type"), _attr(device, "profile"), _attr(device, "replicas"),
+                              gpuuse.slice_indexes(device.capacity.get(device.driver, {})), geometry, siblings)
 
 
 def layout_of(inventory: NodeInventory, totals: Sequence[int]) -> Layout | None:
@@ -292,37 +323,57 @@ def layout_of(inventory: NodeInventory, totals: Sequence[int]) -> Layout | None:
                 if cset == key:
                     seen.update(dict.fromkeys(n for n, _ in amounts))
         names.append(list(seen))
-    consumes = []
+    consumes: list[list[tuple[int, list[int]]]] = []
     for d in devices:
         entries = []
         for cset, amounts in d.consumes_units:
             s = position[cset]
             got = dict(amounts)
-            entries.append((s, tuple(got.get(n, 0) for n in names[s])))
-        consumes.append(tuple(entries))
-    sets = []
-    shapes: dict[tuple, int] = {}
+            entries.append((s, [got.get(n, 0) for n in names[s]]))
+        consumes.append(entries)
+    capacities, measures, computes = [], [], []
+    counter_parts: dict[int, gpuuse.Part] = {}  # per device, for its first set
     for s, key in enumerate(keys):
         caps = inventory.counter_units.get(key) or {}
-        capacity = tuple(caps.get(n, 0) for n in names[s])
-        sliced = tuple(k for k, n in enumerate(names[s]) if n.startswith(SLICE_COUNTER) and capacity[k] > 0)
-        measured = sliced or tuple(k for k, c in enumerate(capacity) if c > 0)
-        users = tuple(i for i, c in enumerate(consumes) if any(e[0] == s for e in c))
-        fingerprint = (tuple(names[s]), capacity, tuple(tuple(a for t, a in consumes[i] if t == s) for i in users))
-        sets.append(CounterSet(tuple(names[s]), capacity, measured, users, shapes.setdefault(fingerprint, s)))
+        capacity = [caps.get(n, 0) for n in names[s]]
+        by_name = dict(zip(names[s], capacity))
+        measured = tuple(names[s].index(n) for n in gpuuse.measured_counters(by_name))
+        users = [(i, a) for i, c in enumerate(consumes) for t, a in c if t == s]
+        geometry = gpuuse.counter_geometry(by_name, (_attr(devices[i], "profile") for i, _ in users))
+        compute = -1
+        if geometry.compute:
+            compute = len(names[s])
+            names[s].append(COMPUTE)
+            capacity.append(geometry.compute * SCALE)
+        for i, amounts in users:
+            memory = gpuuse.memory_share([amounts[k] for k in measured], [capacity[k] for k in measured])
+            part = gpuuse.counter_part(memory, _attr(devices[i], "profile"), geometry)
+            counter_parts.setdefault(i, part)
+            if compute >= 0:
+                amounts.append(round(part.compute * geometry.compute * SCALE))
+        capacities.append(capacity)
+        measures.append(measured)
+        computes.append(compute)
+    frozen = tuple(tuple((s, tuple(a)) for s, a in entries) for entries in consumes)
+    sets = []
+    shapes: dict[tuple, int] = {}
+    for s in range(len(keys)):
+        capacity = tuple(capacities[s])
+        limit = tuple(sys.maxsize if k == computes[s] else c for k, c in enumerate(capacity))
+        users = tuple(i for i, c in enumerate(frozen) if any(e[0] == s for e in c))
+        fingerprint = (tuple(names[s]), capacity, tuple(tuple(a for t, a in frozen[i] if t == s) for i in users))
+        sets.append(CounterSet(tuple(names[s]), capacity, limit, measures[s], computes[s], users,
+                               shapes.setdefault(fingerprint, s)))
     kind, unit, weight = [0] * len(devices), [0] * len(devices), [0] * len(devices)
+    parts = [gpuuse.NONE] * len(devices)
     unit_total = [FULL] * len(sets)
     members: list[tuple[int, ...]] = [()] * len(sets)
     parents: dict[str, list[int]] = {}
     for d in devices:
         i = d.index
-        if consumes[i]:
-            s = consumes[i][0][0]
-            cs = sets[s]
-            kind[i], unit[i] = COUNTERS, s
-            amounts = consumes[i][0][1]
-            share = sum(amounts[k] / cs.capacity[k] for k in cs.measured) / len(cs.measured) if cs.measured else 0.0
-            weight[i] = round(FULL * share)
+        if frozen[i]:
+            kind[i], unit[i] = COUNTERS, frozen[i][0][0]
+            weight[i] = round(FULL * gpuuse.use(counter_parts[i]))
         elif adapter.parent_gpu(d) is not None:
             parents.setdefault(adapter.parent_gpu(d) or "", []).append(i)
         else:
@@ -330,12 +381,15 @@ def layout_of(inventory: NodeInventory, totals: Sequence[int]) -> Layout | None:
             unit_total.append(totals[i])
             members.append((i,))
     for group in parents.values():
-        size = sum(_slices(devices[i]) for i in group)
+        geometry = gpuuse.static_geometry(
+            (gpuuse.slice_indexes(devices[i].capacity.get(devices[i].driver, {})),
+             gpuuse.compute_slices(_attr(devices[i], "profile"))) for i in group)
         for i in group:
-            kind[i], unit[i], weight[i] = PARENT, len(unit_total), round(FULL * _slices(devices[i]) / size)
+            parts[i] = _static_part(devices[i], geometry, len(group))
+            kind[i], unit[i], weight[i] = PARENT, len(unit_total), round(FULL * gpuuse.use(parts[i]))
         unit_total.append(FULL)
         members.append(tuple(group))
-    return Layout(tuple(sets), tuple(consumes), tuple(kind), tuple(unit), tuple(weight), tuple(unit_total),
+    return Layout(tuple(sets), frozen, tuple(kind), tuple(unit), tuple(weight), tuple(parts), tuple(unit_total),
                   tuple(members), tuple(totals))
 
 

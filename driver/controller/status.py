@@ -5,12 +5,12 @@ exists), ResourceClaims (what is allocated, to whom) and Pods (who uses it). Dev
 by *physical* GPU — a MIG instance or a time-sliced replica belongs to the GPU named by its
 `parentUUID`; a whole or fractional device is its own GPU — because packing is about physical GPUs.
 
-Allocated share of a GPU (0..1):
-- whole GPU (`type: gpu`) allocated: 1;
-- MIG instance (`type: mig`): compute slices of its profile / 7 (`3g.40gb` → 3/7), the unit
-  NVIDIA's MIG guide sizes instances in on A100/H100;
-- replica (`type: replica`): 1 / `replicas` (the replica count published on the device);
-- fractional (`type: fractional`): Σ consumedCapacity `compute` / device capacity `compute`.
+Allocated share of a GPU (0..1) is `driver.allocator.gpuuse`'s, the definition the packing
+scorer uses too: the larger of memory slices and compute slices in use, as fractions of the GPU's
+(`3g.40gb` → max(4/8, 3/7) = 50 %, 7 × `1g.10gb` → 100 %); a whole GPU is 1, a replica 1 /
+`replicas`, a fractional device Σ consumedCapacity `compute` / device capacity `compute`. The
+slices come from what the slices publish: `memorySlice<N>` capacities (static MIG), the counter
+sets and `consumesCounters` (dynamic MIG), the `profile` attribute (compute slices).
 Fragmented capacity: the free share left on GPUs that are partly used — capacity a whole-GPU
 request can no longer use (the simplest workload-independent reading of FGD's fragment).
 """
@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from driver.allocator import gpuuse
 from driver.dra.quantity import QuantityError, parse_quantity
 
-_MIG_PROFILE = re.compile(r"^(\d+)g\.")
 _GPU_PREFIX = re.compile(r"^(gpu-\d+)")
-MIG_COMPUTE_SLICES = 7
+SetKey = tuple[str, str, str]  # (driver, pool, counter set)
 
 
 @dataclass
@@ -36,7 +36,7 @@ class DeviceUse:
     device: str
     type: str
     detail: str  # MIG profile, replica index, requested compute ...
-    share: float
+    share: float  # of the GPU, this device alone
     claim: str  # namespace/name
     pods: list[str]
 
@@ -114,16 +114,63 @@ def _mode(types: set[str]) -> str:
     return "+".join(sorted(types)) or "unknown"
 
 
-def _use_share(device: dict, dtype: str, result: dict) -> tuple[float, str]:
+def _quantities(raw: Any) -> dict[str, float]:
+    """{name: {"value": quantity}} (counters, consumed counters) as numbers; bad values left out."""
+    out: dict[str, float] = {}
+    for name, value in (raw or {}).items():
+        try:
+            out[name] = float(parse_quantity((value or {}).get("value", "0"), f"counter {name}"))
+        except (QuantityError, AttributeError):
+            continue
+    return out
+
+
+@dataclass
+class _Gpu:
+    """What the published data says about one physical GPU's devices (for `_part`)."""
+
+    devices: list[dict] = field(default_factory=list)
+    _geometry: gpuuse.Geometry | None = field(default=None, init=False, repr=False)
+
+    def geometry(self) -> gpuuse.Geometry:
+        """Static MIG: the GPU's slice counts from its instances (`gpuuse.static_geometry`)."""
+        if self._geometry is None:
+            self._geometry = gpuuse.static_geometry(
+                (gpuuse.slice_indexes((d.get("capacity") or {}).keys()), gpuuse.compute_slices(_attr(d, "profile")))
+                for d in self.devices)
+        return self._geometry
+
+    def siblings(self) -> int:
+        return sum(1 for d in self.devices if _attr(d, "parentUUID") is not None)
+
+
+def _counter_part(device: dict, where: tuple[str, str], sets: dict[SetKey, dict[str, float]],
+                  profiles: dict[SetKey, list[Any]]) -> gpuuse.Part | None:
+    """Part of a device consuming a counter set (dynamic mode): memory from its memory-slice
+    counters, compute from its profile (the first set it consumes is its GPU's)."""
+    for entry in device.get("consumesCounters") or []:
+        key = (where[0], where[1], str((entry or {}).get("counterSet")))
+        capacity = sets.get(key)
+        if not capacity:
+            continue
+        measured = gpuuse.measured_counters(capacity)
+        used = _quantities(entry.get("counters"))
+        memory = gpuuse.memory_share([used.get(n, 0.0) for n in measured], [capacity[n] for n in measured])
+        return gpuuse.counter_part(memory, _attr(device, "profile"), gpuuse.counter_geometry(capacity, profiles[key]))
+    return None
+
+
+def _part(device: dict, dtype: str, result: dict, gpu: _Gpu,
+          counter_part: gpuuse.Part | None) -> tuple[gpuuse.Part, str]:
+    """The device's part of its GPU under this allocation result, and the detail to show."""
+    detail = "whole"
     if dtype == "mig":
-        profile = str(_attr(device, "profile") or "")
-        match = _MIG_PROFILE.match(profile)
-        return (int(match.group(1)) / MIG_COMPUTE_SLICES if match else 0.0), profile
-    if dtype == "replica":
-        replicas = _attr(device, "replicas")
+        detail = str(_attr(device, "profile") or "")
+    elif dtype == "replica":
         index = _attr(device, "replicaIndex")
-        share = 1.0 / replicas if isinstance(replicas, int) and replicas > 0 else 0.0
-        return share, f"replica {index}" if index is not None else "replica"
+        detail = f"replica {index}" if index is not None else "replica"
+    if counter_part is not None:
+        return counter_part, detail
     if dtype == "fractional" or device.get("allowMultipleAllocations"):
         total = _capacity(device, "compute")
         used = None
@@ -134,9 +181,13 @@ def _use_share(device: dict, dtype: str, result: dict) -> tuple[float, str]:
                 except QuantityError:
                     used = None
         if used is None or not total:
-            return 1.0, "whole"
-        return float(used / total), f"compute {float(used):g}"
-    return 1.0, "whole"
+            return gpuuse.WHOLE, "whole"
+        return gpuuse.even(float(used / total)), f"compute {float(used):g}"
+    parent = _attr(device, "parentUUID") is not None
+    part = gpuuse.device_part(dtype, _attr(device, "profile"), _attr(device, "replicas"),
+                              gpuuse.slice_indexes((device.get("capacity") or {}).keys()), gpu.geometry(),
+                              gpu.siblings(), parent)
+    return part, detail
 
 
 def build_report(slices: list[dict], claims: list[dict], pods: list[dict], driver: str | None = None) -> Report:
@@ -151,6 +202,9 @@ def build_report(slices: list[dict], claims: list[dict], pods: list[dict], drive
     devices: dict[tuple[str, str, str], tuple[str, dict]] = {}  # (driver, pool, device) -> (node, dev)
     gpus: dict[tuple[str, str], GpuRow] = {}
     types: dict[tuple[str, str], set[str]] = defaultdict(set)
+    published: dict[tuple[str, str], _Gpu] = defaultdict(_Gpu)
+    sets: dict[SetKey, dict[str, float]] = {}
+    profiles: dict[SetKey, list[Any]] = defaultdict(list)  # of the devices consuming each set
     for s in slices:
         spec = s.get("spec") or {}
         drv = spec.get("driver", "")
@@ -160,9 +214,16 @@ def build_report(slices: list[dict], claims: list[dict], pods: list[dict], drive
         if int(pool.get("generation") or 0) != newest[(drv, pool.get("name", ""))]:
             continue
         node = spec.get("nodeName") or pool.get("name", "")
+        for cs in spec.get("sharedCounters") or []:  # inline (1.34) or a slice of their own (1.35)
+            if isinstance(cs, dict) and cs.get("name"):
+                sets[(drv, pool.get("name", ""), str(cs["name"]))] = _quantities(cs.get("counters"))
         for dev in spec.get("devices") or []:
             devices[(drv, pool.get("name", ""), dev.get("name", ""))] = (node, dev)
+            for entry in dev.get("consumesCounters") or []:
+                cset = str((entry or {}).get("counterSet"))
+                profiles[(drv, pool.get("name", ""), cset)].append(_attr(dev, "profile"))
             gk = (node, _gpu_of(dev))
+            published[gk].devices.append(dev)
             row = gpus.get(gk)
             if row is None:
                 row = gpus[gk] = GpuRow(node=node, gpu=gk[1], mode="", share=0.0, devices=0)
@@ -171,6 +232,7 @@ def build_report(slices: list[dict], claims: list[dict], pods: list[dict], drive
     for gk, row in gpus.items():
         row.mode = _mode(types[gk])
 
+    parts: dict[tuple[str, str], gpuuse.Part] = defaultdict(lambda: gpuuse.NONE)
     live_pods = {(p.get("metadata") or {}).get("uid"): p for p in pods}
     claims_allocated = 0
     pods_using: set[str] = set()
@@ -195,12 +257,15 @@ def build_report(slices: list[dict], claims: list[dict], pods: list[dict], drive
                 continue
             node, dev = found
             dtype = str(_attr(dev, "type") or "gpu")
-            share, detail = _use_share(dev, dtype, result)
+            gk = (node, _gpu_of(dev))
+            where = (result.get("driver", ""), result.get("pool", ""))
+            part, detail = _part(dev, dtype, result, published[gk], _counter_part(dev, where, sets, profiles))
             if result.get("adminAccess"):
-                share, detail = 0.0, detail + " (admin)"
-            row = gpus[(node, _gpu_of(dev))]
-            row.share = min(1.0, row.share + share)
-            row.uses.append(DeviceUse(dev.get("name", ""), dtype, detail, share, claim_key, users))
+                part, detail = gpuuse.NONE, detail + " (admin)"
+            parts[gk] = parts[gk] + part
+            row = gpus[gk]
+            row.share = gpuuse.use(parts[gk])
+            row.uses.append(DeviceUse(dev.get("name", ""), dtype, detail, gpuuse.use(part), claim_key, users))
 
     rows = sorted(gpus.values(), key=lambda r: (r.node, _natural(r.gpu)))
     nodes = {r.node for r in rows}

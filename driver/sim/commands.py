@@ -82,8 +82,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     m = bsub.add_parser("mig", help="pack MIG-profile claims on dynamic-MIG GPUs, per strategy",
                         description="A seeded random stream of MIG-profile (1g..7g) and whole-GPU claims "
                                     "arrives until its demand reaches --load x the cluster's GPUs; report pods "
-                                    "placed, GPUs touched, memory slices used and fragment failures (pods "
-                                    "refused while enough free slices existed in total).")
+                                    "placed, GPUs touched, GPU used (larger of memory and compute slices) and "
+                                    "fragment failures (pods refused while enough free GPU existed in total).")
     m.add_argument("--cluster", help="cluster description YAML (default: the bundled scenarios/mig-dynamic.yaml)")
     m.add_argument("--strategy", default="all", type=_strategies,
                    help="comma-separated strategies or 'all' (default all)")

@@ -10,10 +10,11 @@ unplaced once the cluster is full is what packing could not fit. Reported per st
 - pods placed (of those that arrived);
 - GPUs touched (physical GPUs with anything on them) once half the capacity has arrived — at the
   end every strategy has touched every GPU;
-- GPU memory slices used, % of the cluster's (a whole GPU takes all 8 of its slices), at the end
-  and when the first pod was refused;
-- fragment failures: pods that failed while the free slices of the cluster, summed over GPUs,
-  were enough for them — capacity lost to where earlier pods were put.
+- GPU used, % of the cluster's GPUs, at the end and when the first pod was refused: per GPU the
+  larger of its memory and compute slices in use (driver.allocator.gpuuse, what `gpu-dra status`
+  shows), so a GPU holding 7 x 1g.10gb is full although one memory slice is idle;
+- fragment failures: pods that failed while the free GPU share of the cluster, summed over GPUs,
+  was at least the pod's own (`pod_share`) — capacity lost to where earlier pods were put.
 
 The measures come from the node's real usage (its counters), not from the scorer's view of it.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from driver.allocator import physical
+from driver.allocator import gpuuse, physical
 from driver.allocator.schedule import ClusterState, Placement, Unschedulable
 from driver.allocator.scoring import PackingConfig
 from driver.sim import simulate
@@ -50,15 +51,15 @@ class MigResult:
     placed: int
     gpus: int
     gpus_touched: int  # when half the capacity had arrived
-    slices_used_percent: float
-    first_failure_percent: float  # slices used when the first pod was refused (100: none was)
+    gpu_used_percent: float
+    first_failure_percent: float  # GPU used when the first pod was refused (100: none was)
     fragment_failures: int
     seconds: float  # CPU seconds of the run, measuring included
 
     def as_json(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "seed": self.seed, "pods": self.pods, "placed": self.placed,
                 "gpus": self.gpus, "gpusTouchedAtHalf": self.gpus_touched,
-                "slicesUsedPercent": self.slices_used_percent, "firstFailureAtPercent": self.first_failure_percent,
+                "gpuUsedPercent": self.gpu_used_percent, "firstFailureAtPercent": self.first_failure_percent,
                 "fragmentFailures": self.fragment_failures,
                 "seconds": self.seconds}
 
@@ -80,6 +81,15 @@ def pod_and_claim(n: int, profile: str) -> tuple[dict, dict]:
                                     "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "claims": [{"name": "gpu"}]}}],
                     "resourceClaims": [{"name": "gpu", "resourceClaimName": name}]}}
     return pod, claim
+
+
+def pod_share(profile: str) -> float:
+    """Share of an A100/H100 80GB one pod of `profile` takes (gpuuse: its more exhausted kind)."""
+    if profile == "gpu":
+        return 1.0
+    geometry = gpuuse.FALLBACK  # the bench's GPUs; their counter sets say the same (8 + 7)
+    memory = next(m[1] for m in MIX if m[0] == profile)
+    return gpuuse.use(gpuuse.Part(memory / geometry.memory, (gpuuse.compute_slices(profile) or 0) / geometry.compute))
 
 
 def workload(seed: int, gpus: int, load: float) -> list[tuple[dict, dict, int]]:
@@ -134,6 +144,7 @@ def run(cluster: str | None, strategy: str, seed: int, load: float = 1.3,
         raise simulate.SimulateError(f"{cluster or SCENARIO}: no GPUs to pack")
     stream = workload(seed, gpus, load)
     demand = {pod["metadata"]["name"]: slices for pod, _, slices in stream}
+    shares = {m[0]: pod_share(m[0]) for m in MIX}
     lost, arrived, touched = 0, 0, -1
     first: float | None = None
 
@@ -145,7 +156,7 @@ def run(cluster: str | None, strategy: str, seed: int, load: float = 1.3,
             used = sum(gauge.units())
             if first is None:
                 first = round(100 * used / capacity, 2)
-            if capacity - used + 1e-6 >= slices * physical.FULL / SLICES:
+            if capacity - used + 1e-6 >= shares[pod["metadata"]["labels"]["profile"]] * physical.FULL:
                 lost += 1
         if touched < 0 and arrived * physical.FULL >= capacity * SLICES / 2:
             touched = sum(1 for u in gauge.units() if u > 0)
@@ -162,14 +173,14 @@ def run(cluster: str | None, strategy: str, seed: int, load: float = 1.3,
 
 def table(results: list[MigResult]) -> str:
     """Mean over seeds per strategy, one line each."""
-    lines = [f"{'strategy':<14}{'seeds':>6}{'placed':>11}{'GPUs touched at 50%':>21}{'slices used %':>15}"
+    lines = [f"{'strategy':<14}{'seeds':>6}{'placed':>11}{'GPUs touched at 50%':>21}{'GPU used %':>15}"
              f"{'at 1st failure':>16}{'fragment failures':>19}{'s/run':>7}"]
     for strategy in dict.fromkeys(r.strategy for r in results):
         rs = [r for r in results if r.strategy == strategy]
         n = len(rs)
         lines.append(f"{strategy:<14}{n:>6}{sum(r.placed for r in rs) / n:>7.1f}/{sum(r.pods for r in rs) / n:<3.0f}"
                      f"{sum(r.gpus_touched for r in rs) / n:>17.1f}/{rs[0].gpus:<3}"
-                     f"{sum(r.slices_used_percent for r in rs) / n:>15.2f}"
+                     f"{sum(r.gpu_used_percent for r in rs) / n:>15.2f}"
                      f"{sum(r.first_failure_percent for r in rs) / n:>16.2f}"
                      f"{sum(r.fragment_failures for r in rs) / n:>19.1f}{sum(r.seconds for r in rs) / n:>7.1f}")
     return "\n".join(lines)

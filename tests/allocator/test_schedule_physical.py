@@ -1,5 +1,6 @@
 """The packing scorer sees physical GPUs: a dynamic-MIG instance blocks the other placements of
-its GPU (counters), and node use is GPU use (memory slices), not a count of published devices."""
+its GPU (counters), and node use is GPU use (the larger of memory and compute slices in use,
+driver.allocator.gpuuse), not a count of published devices."""
 
 from __future__ import annotations
 
@@ -141,9 +142,17 @@ def test_utilisation_is_physical_gpu_use():
     big = _place(state, 0, "7g.80gb")
     assert state.used_gpu_milli() == 1000  # 1/8 of the node
     _place(state, 1, "1g.10gb")
-    assert state.used_gpu_milli() == 1125  # one memory slice of eight
+    assert state.used_gpu_milli() == 1143  # max(one memory slice of eight, one compute slice of seven)
     state.release(big)
-    assert state.used_gpu_milli() == 125
+    assert state.used_gpu_milli() == 143
+
+
+def test_seven_1g_instances_fill_a_gpu_the_eighth_memory_slice_does_not_count_as_free():
+    state = _cluster("binpack", names=("n1",), gpus=1)
+    for i in range(7):
+        _place(state, i, "1g.10gb")
+    assert state.used_gpu_milli() == 1000  # 7/8 memory, 7/7 compute: nothing more fits
+    assert set(_free_by_name(state, "n1").values()) == {0}
 
 
 @pytest.mark.parametrize("nvml, sharing, device_class, profile, used", [
@@ -181,8 +190,9 @@ def test_the_scorers_after_state_is_the_nodes_state_after_commit(strategy):
 
 
 def test_fragment_of_a_gpu_counts_what_a_profile_cannot_use():
-    """A GPU holding a 4g instance has four free slices: a 3g instance can use all of them, a
-    2g instance only two (one 2g placement is left there), a 7g none."""
+    """A GPU holding a 4g instance (4/8 memory, 4/7 compute: 571 milli used) has 429 free: a 3g
+    instance can use all of it (4/8 + 4/8 memory, 4/7 + 3/7 compute), a 2g instance leaves 1/7
+    (6/7 compute, the one 2g placement left), a 7g none of it."""
     state = _cluster("fragmentation", names=("n1",), gpus=1)
     _place(state, 0, "4g.40gb")
     node = state.nodes["n1"]
@@ -193,4 +203,5 @@ def test_fragment_of_a_gpu_counts_what_a_profile_cannot_use():
         (req,) = pod_shape(0, 0, prepare_claims([claim], state.classes)).requests
         parts.append((1, req.share, node.klass.mask(req.mask)))
     stats = layout.fragment_stats(parts, node.free, node.counters, {})
-    assert stats == ((1, 0.0), (1, 250.0), (0, 500.0))
+    assert [n for n, _ in stats] == [1, 1, 0]
+    assert [f for _, f in stats] == pytest.approx([0.0, 1000 / 7, 3000 / 7])

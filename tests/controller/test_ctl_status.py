@@ -9,11 +9,14 @@ from driver.controller.status import build_report, format_table
 D = "gpu.nvidia.com"
 
 
-def dev(name: str, type_: str, **attrs: object) -> dict:
+def dev(name: str, type_: str, slices: range = range(0), **attrs: object) -> dict:
+    """A published device; `slices`: the memory slices a static MIG instance occupies."""
     a = {"type": {"string": type_}}
     for k, v in attrs.items():
         a[k] = {"int": v} if isinstance(v, int) else {"string": v}
-    d = {"name": name, "attributes": a}
+    d: dict = {"name": name, "attributes": a}
+    if slices:
+        d["capacity"] = {f"memorySlice{i}": {"value": "1"} for i in slices}
     if type_ == "fractional":
         d["allowMultipleAllocations"] = True
         d["capacity"] = {"compute": {"value": "1"}, "memory": {"value": "80Gi"}}
@@ -44,8 +47,8 @@ def pod(name: str, uid: str) -> dict:
 
 SLICES = [
     slice_("whole", [dev("gpu-0", "gpu"), dev("gpu-1", "gpu")]),
-    slice_("mig", [dev("gpu-0-mig-1g10gb-19-0", "mig", profile="1g.10gb", parentUUID="GPU-A"),
-                   dev("gpu-0-mig-3g40gb-9-4", "mig", profile="3g.40gb", parentUUID="GPU-A")]),
+    slice_("mig", [dev("gpu-0-mig-1g10gb-19-0", "mig", range(0, 1), profile="1g.10gb", parentUUID="GPU-A"),
+                   dev("gpu-0-mig-3g40gb-9-4", "mig", range(4, 8), profile="3g.40gb", parentUUID="GPU-A")]),
     slice_("ts", [dev(f"gpu-0-ts-{k}", "replica", parentUUID="GPU-B", replicaIndex=k, replicas=4) for k in range(4)]),
     slice_("frac", [dev("gpu-0", "fractional"), dev("gpu-1", "fractional")]),
     slice_("whole", [dev("gpu-0", "gpu")], generation=0),  # stale generation: ignored
@@ -66,7 +69,8 @@ def test_shares_per_mode_and_summary() -> None:
     rows = {(g.node, g.gpu): g for g in r.gpus}
     assert set(rows) == {("whole", "gpu-0"), ("whole", "gpu-1"), ("mig", "gpu-0"), ("ts", "gpu-0"), ("frac", "gpu-0"), ("frac", "gpu-1")}
     assert rows[("whole", "gpu-0")].share == 1.0 and rows[("whole", "gpu-0")].mode == "whole"
-    assert abs(rows[("mig", "gpu-0")].share - 3 / 7) < 1e-9 and rows[("mig", "gpu-0")].mode == "mig"
+    # 3g.40gb: max(4 of 8 memory slices, 3 of 7 compute slices)
+    assert rows[("mig", "gpu-0")].share == 0.5 and rows[("mig", "gpu-0")].mode == "mig"
     assert rows[("ts", "gpu-0")].share == 0.25 and rows[("ts", "gpu-0")].mode == "timeslicing"
     assert rows[("frac", "gpu-0")].share == 0.75 and rows[("frac", "gpu-0")].mode == "fractional"
     assert rows[("frac", "gpu-1")].share == 0.0
@@ -74,8 +78,8 @@ def test_shares_per_mode_and_summary() -> None:
     assert h.pods == ["ns/p5", "ns/p6 (gone)"]
     s = r.summary
     assert (s.gpus, s.gpus_touched, s.gpus_full, s.nodes, s.nodes_touched) == (6, 4, 1, 4, 4)
-    assert abs(s.allocated_gpus - (1 + 3 / 7 + 0.25 + 0.75)) < 1e-3
-    assert abs(s.fragmented_gpus - (4 / 7 + 0.75 + 0.25)) < 1e-3
+    assert s.allocated_gpus == 1 + 0.5 + 0.25 + 0.75
+    assert s.fragmented_gpus == 0.5 + 0.75 + 0.25
     assert s.claims_allocated == 5
     text = format_table(r)
     assert "gpu-0-mig-3g40gb-9-4" in text and "3g.40gb" in text and "ns/mig3" in text

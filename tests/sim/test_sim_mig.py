@@ -16,7 +16,7 @@ nodes:
   - {name: a, cpu: "64", memory: 512Gi, nvml: {profile: A100-SXM4-80GB, gpuCount: 2}, sharing: {mode: dynamic}}
   - {name: b, cpu: "64", memory: 512Gi, nvml: {profile: A100-SXM4-80GB, gpuCount: 2}, sharing: {mode: dynamic}}
 """
-KEYS = {"strategy", "seed", "pods", "placed", "gpus", "gpusTouchedAtHalf", "slicesUsedPercent",
+KEYS = {"strategy", "seed", "pods", "placed", "gpus", "gpusTouchedAtHalf", "gpuUsedPercent",
         "firstFailureAtPercent", "fragmentFailures", "seconds"}
 
 
@@ -45,7 +45,7 @@ def test_bench_mig_json_lines(cluster, capsys):
     for r in rows:
         assert set(r) == KEYS
         assert r["gpus"] == 4 and 0 < r["placed"] < r["pods"]  # 130 % arrived: not everything fits
-        assert 0 < r["slicesUsedPercent"] <= 100 and r["firstFailureAtPercent"] <= 100
+        assert 0 < r["gpuUsedPercent"] <= 100 and r["firstFailureAtPercent"] <= 100
         assert 0 <= r["fragmentFailures"] <= r["pods"] - r["placed"]
         assert 1 <= r["gpusTouchedAtHalf"] <= 4
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
+from typing import Any
 from dataclasses import dataclass, field
 
 
@@ -219,3 +220,30 @@ class WorkQueue:
         """Nothing ready, delayed or in flight (parked keys wait for events, so they don't count)."""
         with self._cond:
             return not self._ready and not self._due and not self._processing
+
+
+def serve(queue: WorkQueue, stop: threading.Event, leading: threading.Event, handle: Callable[[str], None],
+          logger: Any, failed_event: str, key_name: str, after: Callable[[], None] | None = None) -> None:
+    """Thread body of a queue worker: while leading, take a key and `handle` it, until `stop`.
+
+    Shared by the scheduling worker and the releaser so that both keep the same contract with
+    the queue: a key is always marked done (so a change that arrived meanwhile is seen again), and
+    an unexpected exception is logged as `failed_event` and retried with backoff instead of
+    killing the thread — one bad object must not stop the controller. Expected outcomes
+    (forget, park, retry on an API refusal) are `handle`'s business.
+    """
+    while not stop.is_set():
+        if not leading.wait(0.5):
+            continue
+        key = queue.get(timeout=0.5)
+        if key is None:
+            continue
+        try:
+            handle(str(key))
+        except Exception:  # noqa: BLE001 - see docstring
+            logger.exception(failed_event, **{key_name: key})
+            queue.retry_later(key)
+        finally:
+            queue.done(key)
+            if after is not None:
+                after()

@@ -26,7 +26,7 @@ from collections.abc import Container, Mapping
 from driver import log
 from driver.controller import kube as k
 from driver.controller.informers import Informer
-from driver.controller.queue import WorkQueue
+from driver.controller.queue import WorkQueue, serve
 from driver.controller.view import pod_is_done
 from driver.controller.writer import FINALIZER, WriteError, Writer
 
@@ -87,23 +87,15 @@ class Releaser:
     def run(self) -> None:
         """Thread body: release queued claims while leading, until `stop` is set. A release that
         failed for any reason but the claim being gone is retried with backoff."""
-        while not self._stop.is_set():
-            if not self._leading.wait(0.5):
-                continue
-            key = self.queue.get(timeout=0.5)
-            if key is None:
-                continue
-            try:
-                self.release_one(str(key))
-                self.queue.forget(key)
-            except WriteError as exc:
-                if not exc.gone:
-                    self.queue.retry_later(key)
-            except Exception:  # noqa: BLE001 - one bad claim must not stop releases
-                logger.exception("release_failed", claim=key)
+        serve(self.queue, self._stop, self._leading, self._release_or_retry, logger, "release_failed", "claim")
+
+    def _release_or_retry(self, key: str) -> None:
+        try:
+            self.release_one(key)
+            self.queue.forget(key)
+        except WriteError as exc:
+            if not exc.gone:
                 self.queue.retry_later(key)
-            finally:
-                self.queue.done(key)
 
     def release_one(self, key: str) -> None:
         """Release one claim from fresh cache state; raises WriteError when the API refuses."""

@@ -33,7 +33,7 @@ from driver.controller.informers import Informer, wait_all_synced
 from driver.controller.leader import LeaderElector, LeaseConfig
 from driver.controller.metrics import Metrics
 from driver.controller.podclaims import pinned_to, resolve_claims
-from driver.controller.queue import Backoff, WorkQueue
+from driver.controller.queue import Backoff, WorkQueue, serve
 from driver.controller.releaser import Releaser
 from driver.controller.status import build_report
 from driver.controller.view import ClusterView, pod_is_done, rv_newer
@@ -286,20 +286,8 @@ class Controller:
     # ---- scheduling worker -----------------------------------------------------------------
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            if not self._leading.wait(0.5):
-                continue
-            key = self.queue.get(timeout=0.5)
-            if key is None:
-                continue
-            try:
-                self._schedule_one(str(key))
-            except Exception:  # noqa: BLE001 - one bad pod must not stop scheduling
-                logger.exception("schedule_failed", pod=key)
-                self.queue.retry_later(key)
-            finally:
-                self.queue.done(key)
-                self._gauge_queue()
+        serve(self.queue, self._stop, self._leading, self._schedule_one, logger, "schedule_failed", "pod",
+              after=self._gauge_queue)
 
     def _gauge_queue(self) -> None:
         for state, n in self.queue.depth().items():

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from driver.controller.queue import Backoff, WorkQueue
+from driver.controller.queue import Backoff, WorkQueue, serve
 
 
 class Clock:
@@ -149,3 +149,33 @@ def test_deaf_parked_key_ignores_cluster_events_but_not_its_own() -> None:
     q.park("again", wake_on_change=False)
     clock.now += 30.0
     assert drain(q) == ["again"]  # max_park still applies
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def exception(self, event: str, **kw: object) -> None:
+        self.events.append((event, kw))
+
+
+def test_serve_survives_a_failing_key_and_retries_it_with_backoff() -> None:
+    q, clock = make()
+    stop, leading = threading.Event(), threading.Event()
+    leading.set()
+    handled, afters, log = [], [], _Log()
+
+    def handle(key: str) -> None:
+        if key == "a":
+            raise RuntimeError("boom")
+        handled.append(key)
+        stop.set()
+
+    q.add("a")
+    q.add("b")
+    serve(q, stop, leading, handle, log, "thing_failed", "thing", after=lambda: afters.append(1))
+    assert handled == ["b"] and len(afters) == 2
+    assert log.events == [("thing_failed", {"thing": "a"})]
+    assert q.get(timeout=0) is None  # "a" waits for its backoff, it is not lost
+    clock.now += 1.01
+    assert q.get(timeout=0) == "a"

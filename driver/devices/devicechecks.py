@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import AbstractSet, Any
 
 from driver.devices.apinames import is_dns_label, is_label_value, is_semver, label_key_error, qualified_name_error
 from driver.dra.quantity import QuantityError, parse_quantity
@@ -48,14 +48,26 @@ def _quantity(value: Any, where: str, errors: list[str]) -> Fraction | None:
     return parsed
 
 
-def check_policy(policy: Any, capacity: Fraction | None, where: str, errors: list[str]) -> None:
-    """Append to `errors` what is wrong with a capacity's requestPolicy (`capacity` None: unknown)."""
-    if not isinstance(policy, dict):
-        errors.append(f"{where}: must be an object")
-        return
-    unknown = set(policy) - {"default", "validValues", "validRange"}
+def check_fields(obj: dict[str, Any], allowed: AbstractSet[str], where: str, errors: list[str]) -> None:
+    """Append an error naming the fields of `obj` (at `where`) that are not in `allowed`."""
+    unknown = set(obj) - allowed
     if unknown:
         errors.append(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+
+
+def check_object(value: Any, allowed: AbstractSet[str], where: str, errors: list[str]) -> bool:
+    """Whether `value` is an object (else an error says it must be); its unknown fields are reported."""
+    if not isinstance(value, dict):
+        errors.append(f"{where}: must be an object")
+        return False
+    check_fields(value, allowed, where, errors)
+    return True
+
+
+def check_policy(policy: Any, capacity: Fraction | None, where: str, errors: list[str]) -> None:
+    """Append to `errors` what is wrong with a capacity's requestPolicy (`capacity` None: unknown)."""
+    if not check_object(policy, {"default", "validValues", "validRange"}, where, errors):
+        return
     default = _quantity(policy["default"], f"{where}.default", errors) if "default" in policy else None
     if default is not None and default < 0:
         errors.append(f"{where}.default: must not be negative")
@@ -84,12 +96,8 @@ def check_policy(policy: Any, capacity: Fraction | None, where: str, errors: lis
     if "validRange" in policy:
         vr = policy["validRange"]
         rw = f"{where}.validRange"
-        if not isinstance(vr, dict):
-            errors.append(f"{rw}: must be an object")
+        if not check_object(vr, {"min", "max", "step"}, rw, errors):
             return
-        unknown = set(vr) - {"min", "max", "step"}
-        if unknown:
-            errors.append(f"{rw}: unknown field(s) {', '.join(sorted(unknown))}")
         if "min" not in vr:
             errors.append(f"{rw}.min: required")
             return
@@ -131,9 +139,7 @@ def _check_attribute(key: str, value: Any, where: str, errors: list[str]) -> Non
         errors.append(f"{where}: must be an object with exactly one of int, bool, string, version")
         return
     kinds = [k for k in ("int", "bool", "string", "version") if value.get(k) is not None]
-    unknown = set(value) - {"int", "bool", "string", "version"}
-    if unknown:
-        errors.append(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    check_fields(value, {"int", "bool", "string", "version"}, where, errors)
     if len(kinds) != 1:
         errors.append(f"{where}: exactly one of int, bool, string, version must be set, got {len(kinds)}")
         return
@@ -154,12 +160,8 @@ def _check_attribute(key: str, value: Any, where: str, errors: list[str]) -> Non
 
 def check_device(dev: Any, where: str, driver: str, errors: list[str], version: tuple[int, int]) -> None:
     """Append to `errors` every rule device `dev` (at JSON path `where`) breaks under API `version`."""
-    if not isinstance(dev, dict):
-        errors.append(f"{where}: must be an object")
+    if not check_object(dev, DEVICE_KEYS, where, errors):
         return
-    unknown = set(dev) - DEVICE_KEYS
-    if unknown:
-        errors.append(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     if not is_dns_label(dev.get("name")):
         errors.append(f"{where}.name: {dev.get('name')!r} is not a DNS label (lower-case alphanumerics and '-', <= 63)")
     attrs = dev.get("attributes") or {}
@@ -190,9 +192,7 @@ def check_device(dev: Any, where: str, driver: str, errors: list[str], version: 
         if not isinstance(cap, dict) or "value" not in cap:
             errors.append(f"{cw}: must be an object with a value")
             continue
-        unknown = set(cap) - {"value", "requestPolicy"}
-        if unknown:
-            errors.append(f"{cw}: unknown field(s) {', '.join(sorted(unknown))}")
+        check_fields(cap, {"value", "requestPolicy"}, cw, errors)
         total = _quantity(cap["value"], f"{cw}.value", errors)
         if total is not None and total < 0:
             errors.append(f"{cw}.value: must not be negative")

@@ -20,7 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 from driver.devices.apinames import is_dns_label, is_dns_subdomain
-from driver.devices.devicechecks import check_counters, check_device, parsed_quantity
+from driver.devices.devicechecks import check_counters, check_device, check_fields, check_object, parsed_quantity
 from driver.devices.fastcheck import device_ok
 
 VERSIONS = ("1.34", "1.35", "1.36", "1.37")
@@ -52,9 +52,7 @@ def validate_slice(obj: Any, version: str = "1.35") -> list[str]:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return errors + ["spec: required object"]
-    unknown = set(spec) - _SPEC_KEYS
-    if unknown:
-        errors.append(f"spec: unknown field(s) {', '.join(sorted(unknown))}")
+    check_fields(spec, _SPEC_KEYS, "spec", errors)
     driver = spec.get("driver")
     if not is_dns_subdomain(driver, 63):
         errors.append(f"spec.driver: {driver!r} is not a DNS subdomain of at most 63 characters")
@@ -104,11 +102,8 @@ def validate_slice(obj: Any, version: str = "1.35") -> list[str]:
     total_counters = 0
     for k, cs in enumerate(shared):
         sw = f"spec.sharedCounters[{k}]"
-        if not isinstance(cs, dict):
-            errors.append(f"{sw}: must be an object")
+        if not check_object(cs, {"name", "counters"}, sw, errors):
             continue
-        if set(cs) - {"name", "counters"}:
-            errors.append(f"{sw}: unknown field(s) {', '.join(sorted(set(cs) - {'name', 'counters'}))}")
         if not is_dns_label(cs.get("name")):
             errors.append(f"{sw}.name: {cs.get('name')!r} is not a DNS label")
         cname = cs.get("name")

@@ -147,17 +147,18 @@ class Plugin:
     def _build_slices(self, generation: int) -> list[dict[str, Any]]:
         inv = self._discover()
         taints = self.monitor.snapshot() if self.monitor else {}
-        published = self._keep_lost_gpus(inv, taints)
-        if published is not inv:
-            lost = {g.uuid for g in published.gpus} - {g.uuid for g in inv.gpus}
+        published, lost = self._keep_lost_gpus(inv, taints)
+        if lost:
             with self._lock:
                 self._devices = from_inventory(published, lost)
         self.board.set_devices([d.name for d in published.devices])
         return build_slices(apply_taints(published, taints), self.options.node_name, self._node_uid,
                             self.options.driver_name, generation, self.options.slice_layout)
 
-    def _keep_lost_gpus(self, inv: NodeInventory, taints: dict[str, list[dict[str, Any]]]) -> NodeInventory:
-        """Keep publishing the devices of a GPU that fell off the bus, tainted `gpu-lost`.
+    def _keep_lost_gpus(self, inv: NodeInventory,
+                        taints: dict[str, list[dict[str, Any]]]) -> tuple[NodeInventory, set[str]]:
+        """Keep publishing the devices of a GPU that fell off the bus, tainted `gpu-lost`; returns the
+        inventory to publish and the UUIDs of the lost GPUs it adds back.
 
         Discovery cannot see a lost GPU; dropping its devices would look like "never existed"
         to the scheduler and to pods that hold them, while a NoSchedule taint says what happened
@@ -168,15 +169,15 @@ class Plugin:
                 gpu, [d for d in inv.devices if d.gpu_uuid == gpu.uuid],
                 [c for c in inv.counter_sets if c.name == counter_set_name(gpu.minor)])
         lost = {u for u, ts in taints.items() if any(t["key"] == f"{self.options.driver_name}/gpu-lost" for t in ts)}
-        missing = [self._known_gpus[u] for u in sorted(lost) if u in self._known_gpus
-                   and all(g.uuid != u for g in inv.gpus)]
+        lost -= {g.uuid for g in inv.gpus}
+        missing = [self._known_gpus[u] for u in sorted(lost) if u in self._known_gpus]
         if not missing:
-            return inv
+            return inv, set()
         gpus = sorted([*inv.gpus, *(m[0] for m in missing)], key=lambda g: g.index)
         order = {g.uuid: g.index for g in gpus}
         devices = sorted([*inv.devices, *(d for m in missing for d in m[1])], key=lambda d: order.get(d.gpu_uuid, -1))
         counters = [*inv.counter_sets, *(c for m in missing for c in m[2])]
-        return replace(inv, gpus=gpus, devices=devices, counter_sets=counters)
+        return replace(inv, gpus=gpus, devices=devices, counter_sets=counters), {m[0].uuid for m in missing}
 
     def _devices_of(self, event: HealthEvent) -> list[str]:
         inv = self._inventory

@@ -10,15 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from driver.local import errors
+from driver.local.objectmeta import meta_of
 from driver.local.selectors import Predicate
 
 if TYPE_CHECKING:
     from driver.local.store import Collection, Event, Store
-
-
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
 
 
 class Watch:
@@ -43,7 +39,7 @@ class Watch:
         return (self.ns is None or ns == self.ns) and (self.pred is None or self.pred(obj))
 
     def _translate(self, ev: Event) -> tuple[str, dict[str, Any], bytes] | None:
-        ns = _meta(ev.obj).get("namespace", "")
+        ns = meta_of(ev.obj).get("namespace", "")
         now = self._selected(ns, ev.obj)
         if ev.type == "MODIFIED" and ev.prev is not None:
             before = self._selected(ns, ev.prev)

@@ -133,7 +133,14 @@ def merge_update(res: Resource, old: dict[str, Any], obj: dict[str, Any], subres
     return new
 
 
-def patch_sets_rv(body: Any) -> bool:
+def drop_carried_rv(patched_meta: dict[str, Any], current_rv: str, body: Any) -> None:
+    """After a patch, remove a resourceVersion that only came over from the current object: only
+    one the patch body itself names is a precondition of the update that follows."""
+    if patched_meta.get("resourceVersion") == current_rv and not _patch_sets_rv(body):
+        patched_meta.pop("resourceVersion", None)
+
+
+def _patch_sets_rv(body: Any) -> bool:
     """Whether a patch body itself names a resourceVersion (then it is a precondition)."""
     if isinstance(body, dict):
         return "resourceVersion" in meta_of(body)

@@ -14,7 +14,7 @@ from typing import Any
 
 from driver.local import errors
 from driver.local import patch as patches
-from driver.local.objectmeta import meta_of, patch_sets_rv
+from driver.local.objectmeta import drop_carried_rv, meta_of
 from driver.local.resources import Resource
 from driver.local.store import Store
 
@@ -90,13 +90,13 @@ def get(store: Store, res: Resource, ns: str, name: str) -> dict[str, Any]:
 def update(store: Store, res: Resource, ns: str, name: str, body: Any, dry_run: bool = False) -> dict[str, Any]:
     """PUT of a Scale: set the parent's spec.replicas (under the Scale's resourceVersion, if any)."""
     replicas, rv = _wanted(name, body)
-    with store.cond:  # read, check and write as one step: no other writer in between
+    with store.cond:  # read and write as one step: no other writer in between
         parent = copy.deepcopy(store.get(res, ns, name))
-        if rv is not None and rv != parent["metadata"]["resourceVersion"]:
-            raise errors.conflict(res.plural, name, res.group)
         parent.setdefault("spec", {})["replicas"] = replicas
         if rv is None:
             parent["metadata"].pop("resourceVersion", None)
+        else:  # the store's update checks it: 409 Conflict when stale
+            parent["metadata"]["resourceVersion"] = rv
         return scale_of(store.update(res, ns, name, parent, "", dry_run))
 
 
@@ -108,7 +108,5 @@ def patch(store: Store, res: Resource, ns: str, name: str, content_type: str, bo
     with store.cond:
         current = get(store, res, ns, name)
         patched = patches.apply(content_type, current, body)
-        meta = meta_of(patched)
-        if meta.get("resourceVersion") == current["metadata"]["resourceVersion"] and not patch_sets_rv(body):
-            meta.pop("resourceVersion", None)  # from the current view, not the client: no precondition
+        drop_carried_rv(meta_of(patched), current["metadata"]["resourceVersion"], body)
         return update(store, res, ns, name, patched, dry_run)

@@ -30,7 +30,7 @@ from typing import Any
 from driver import log
 from driver.local import errors, gc, strategy
 from driver.local.objectmeta import (
-    create_body_meta, generated_name, merge_update, meta_of, now_rfc3339, patch_sets_rv, stamp_created,
+    create_body_meta, drop_carried_rv, generated_name, merge_update, meta_of, now_rfc3339, stamp_created,
     update_body_meta,
 )
 from driver.local.resources import RESOURCES, Resource
@@ -314,10 +314,7 @@ class Store:
             if not isinstance(patched.get("metadata"), dict):
                 raise errors.bad_request("the patched object has no metadata")
             patched["metadata"].setdefault("name", name)
-            if patched["metadata"].get("resourceVersion") == old["metadata"]["resourceVersion"]:
-                # the rv came from the old object, not the patch: no precondition
-                if not patch_sets_rv(body):
-                    patched["metadata"].pop("resourceVersion", None)
+            drop_carried_rv(patched["metadata"], old["metadata"]["resourceVersion"], body)
             return self.update(res, ns, name, patched, subresource, dry_run)
 
     def bind(self, ns: str, name: str, binding: dict[str, Any]) -> dict[str, Any]:

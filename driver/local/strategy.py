@@ -155,23 +155,17 @@ def _validate_job(obj: dict[str, Any]) -> Causes:
         value = spec.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             causes.append((f"spec.{key}", f"Invalid value: {value!r}: must be greater than or equal to 0"))
-    template = spec.get("template")
-    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+    template = _template(spec)
+    if template is None:
         return causes + [("spec.template", "Required value")]
     policy = template["spec"].get("restartPolicy")
     if policy not in ("Never", "OnFailure"):
         causes.append(("spec.template.spec.restartPolicy",
                        f"Unsupported value: {policy!r}: supported values: \"OnFailure\", \"Never\""))
-    match = (spec.get("selector") or {}).get("matchLabels") if isinstance(spec.get("selector"), dict) else None
-    labels = (template.get("metadata") or {}).get("labels") or {}
-    if not isinstance(match, dict) or not match:
+    match = _match_labels(spec)
+    if match is None:
         causes.append(("spec.selector", "Required value: matchLabels (or leave manualSelector unset)"))
-    elif any(labels.get(k) != v for k, v in match.items()):
-        causes.append(("spec.template.metadata.labels",
-                       f"Invalid value: {labels!r}: `selector` does not match template `labels`"))
-    pod = {"metadata": {"name": "template"}, "spec": template["spec"]}
-    causes += [(f"spec.template.{f}", m) for f, m in _validate_pod(pod, None)]
-    return causes
+    return causes + _validate_template(template, match)
 
 
 def _validate_workload(obj: dict[str, Any]) -> Causes:
@@ -183,19 +177,37 @@ def _validate_workload(obj: dict[str, Any]) -> Causes:
     replicas = spec.get("replicas")
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
         causes.append(("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0"))
-    match = (spec.get("selector") or {}).get("matchLabels") if isinstance(spec.get("selector"), dict) else None
-    if not isinstance(match, dict) or not match:
+    match = _match_labels(spec)
+    if match is None:
         causes.append(("spec.selector", "Required value: matchLabels"))
-    template = spec.get("template")
-    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+    template = _template(spec)
+    if template is None:
         return causes + [("spec.template", "Required value")]
+    return causes + _validate_template(template, match)
+
+
+def _match_labels(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """`spec.selector.matchLabels` of a workload, or None when absent, empty or not a map."""
+    selector = spec.get("selector")
+    match = selector.get("matchLabels") if isinstance(selector, dict) else None
+    return match if isinstance(match, dict) and match else None
+
+
+def _template(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """`spec.template` of a workload when it is an object with a `spec` object, else None."""
+    template = spec.get("template")
+    return template if isinstance(template, dict) and isinstance(template.get("spec"), dict) else None
+
+
+def _validate_template(template: dict[str, Any], match: dict[str, Any] | None) -> Causes:
+    """A workload's pod template: its labels selected by `match` (when there is one), its pod spec."""
+    causes: Causes = []
     labels = (template.get("metadata") or {}).get("labels") or {}
-    if isinstance(match, dict) and any(labels.get(k) != v for k, v in match.items()):
+    if match is not None and any(labels.get(k) != v for k, v in match.items()):
         causes.append(("spec.template.metadata.labels",
                        f"Invalid value: {labels!r}: `selector` does not match template `labels`"))
     pod = {"metadata": {"name": "template"}, "spec": template["spec"]}
-    causes += [(f"spec.template.{f}", m) for f, m in _validate_pod(pod, None)]
-    return causes
+    return causes + [(f"spec.template.{f}", m) for f, m in _validate_pod(pod, None)]
 
 
 def _validate_pod(obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:

@@ -40,14 +40,7 @@ def read_body(headers: Message, rfile: BinaryIO) -> Any:
     """The decoded request body (None when empty): JSON, YAML for the YAML media types, or a protobuf
     object of a kind `protobody` knows, converted to its JSON form."""
     if headers.get("Transfer-Encoding", "").lower() == "chunked":
-        data = b""
-        while True:
-            size = int(rfile.readline().strip().split(b";")[0], 16)
-            if size == 0:
-                rfile.readline()
-                break
-            data += rfile.read(size)
-            rfile.readline()
+        data = _read_chunked(rfile)
     else:
         data = rfile.read(int(headers.get("Content-Length") or 0))
     if not data:
@@ -65,6 +58,22 @@ def read_body(headers: Message, rfile: BinaryIO) -> Any:
         return json.loads(data)
     except (ValueError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"error decoding the request body: {exc}") from None
+
+
+def _read_chunked(rfile: BinaryIO) -> bytes:
+    """A `Transfer-Encoding: chunked` body: hex size lines (extensions after `;` ignored) and chunks."""
+    chunks: list[bytes] = []
+    while True:
+        line = rfile.readline()
+        try:
+            size = int(line.strip().split(b";")[0], 16)
+        except ValueError:
+            raise errors.bad_request(f"chunked request body: expected a hexadecimal chunk size, got {line!r}") from None
+        if size == 0:
+            rfile.readline()
+            return b"".join(chunks)
+        chunks.append(rfile.read(size))
+        rfile.readline()
 
 
 def flag(query: dict[str, str], name: str) -> bool:

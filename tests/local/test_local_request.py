@@ -54,6 +54,13 @@ def test_undecodable_bodies_are_refused() -> None:
     assert err.code == 400 and err.message.startswith("error decoding the request body:")
 
 
+def test_a_bad_chunk_size_is_refused_with_the_line() -> None:
+    err = _refused(request.read_body, _headers(Transfer_Encoding="chunked"), io.BytesIO(b"zz\r\n{}\r\n0\r\n\r\n"))
+    assert err.code == 400 and "expected a hexadecimal chunk size, got b'zz\\r\\n'" in err.message
+    err = _refused(request.read_body, _headers(Transfer_Encoding="chunked"), io.BytesIO(b""))
+    assert err.code == 400 and "got b''" in err.message
+
+
 def test_query_parameters() -> None:
     assert request.parse_query("limit=1&limit=5&continue=") == {"limit": "5", "continue": ""}
     assert request.flag({"watch": "true"}, "watch") and request.flag({"watch": "1"}, "watch")

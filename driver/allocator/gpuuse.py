@@ -61,10 +61,6 @@ class Part:
     def __add__(self, other: Part) -> Part:
         return Part(self.memory + other.memory, self.compute + other.compute)
 
-    def scaled(self, factor: float) -> Part:
-        """The part of a device that is `factor` in use (a shared device partly taken)."""
-        return Part(self.memory * factor, self.compute * factor)
-
 
 NONE = Part(0.0, 0.0)
 WHOLE = Part(1.0, 1.0)

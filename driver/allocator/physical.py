@@ -303,6 +303,12 @@ def _attr(device: DeviceView, name: str) -> Any:
     return device.attributes.get(device.driver, {}).get(name)
 
 
+def parent_gpu(device: DeviceView) -> str | None:
+    """The physical GPU a MIG device or time-sliced replica lives on (None for whole/fractional GPUs)."""
+    value = _attr(device, "parentUUID")
+    return value if isinstance(value, str) else None
+
+
 def _static_part(device: DeviceView, geometry: gpuuse.Geometry, siblings: int) -> gpuuse.Part:
     return gpuuse.device_part(_attr(device, "type"), _attr(device, "profile"), _attr(device, "replicas"),
                               gpuuse.slice_indexes(device.capacity.get(device.driver, {})), geometry, siblings)
@@ -311,7 +317,8 @@ def _static_part(device: DeviceView, geometry: gpuuse.Geometry, siblings: int) -
 def layout_of(inventory: NodeInventory, totals: Sequence[int]) -> Layout | None:
     """The layout of a node's devices; None when every device is its own GPU (whole, fractional)."""
     devices = inventory.devices
-    if not any(d.consumes_units or adapter.parent_gpu(d) is not None for d in devices):
+    parent = [parent_gpu(d) for d in devices]
+    if not any(d.consumes_units or p is not None for d, p in zip(devices, parent)):
         return None
     keys = set_keys(inventory)
     position = {k: n for n, k in enumerate(keys)}
@@ -374,8 +381,8 @@ def layout_of(inventory: NodeInventory, totals: Sequence[int]) -> Layout | None:
         if frozen[i]:
             kind[i], unit[i] = COUNTERS, frozen[i][0][0]
             weight[i] = round(FULL * gpuuse.use(counter_parts[i]))
-        elif adapter.parent_gpu(d) is not None:
-            parents.setdefault(adapter.parent_gpu(d) or "", []).append(i)
+        elif parent[i] is not None:
+            parents.setdefault(parent[i], []).append(i)
         else:
             kind[i], unit[i], weight[i] = PLAIN, len(unit_total), totals[i]
             unit_total.append(totals[i])

@@ -184,12 +184,6 @@ class PlanChooser:
         return first + [by_index[i] for i in ordered]
 
 
-def parent_gpu(device: DeviceView) -> str | None:
-    """The physical GPU a MIG device or time-sliced replica lives on (None for whole/fractional GPUs)."""
-    value = device.attributes.get(device.driver, {}).get("parentUUID")
-    return value if isinstance(value, str) else None
-
-
 def plans_by_request(prepared: PreparedClaims, plan: tuple[tuple[int, ...], ...]) -> dict[int, tuple[int, ...]]:
     """Map each request spec (by identity) to the devices the scorer planned for it."""
     out: dict[int, tuple[int, ...]] = {}

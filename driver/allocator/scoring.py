@@ -159,7 +159,7 @@ class Workload:
         """Use a known target workload (a prior, or a test) until the next refresh."""
         for i, (shape, p) in enumerate(targets):
             if not isinstance(shape, Shape) or p < 0:
-                raise ConfigError(f"targets[{i}]: expected (Shape, popularity >= 0)")
+                raise ConfigError(f"targets[{i}]: expected (Shape, popularity >= 0), got ({shape!r}, {p!r})")
         self.targets = tuple(targets)
         self.epoch += 1
 

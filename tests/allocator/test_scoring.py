@@ -75,6 +75,19 @@ def _node_class(gpus: int, cpu: int = 64000, memory: int = 2**40) -> NodeClass:
                      admits=lambda key: (True,) * gpus)
 
 
+@pytest.mark.parametrize("targets, fragment", [
+    ([(Shape(0, 0, ()), 1.0), (Shape(0, 0, ()), -0.5)], "targets[1]: expected (Shape, popularity >= 0), got ("),
+    ([("1x500", 1.0)], "targets[0]: expected (Shape, popularity >= 0), got ('1x500', 1.0)"),
+])
+def test_set_targets_names_the_bad_entry(targets, fragment):
+    scorer = Scorer(PackingConfig(strategy="fgd"))
+    epoch = scorer.epoch
+    with pytest.raises(ConfigError) as err:
+        scorer.set_targets(targets)
+    assert fragment in str(err.value)
+    assert scorer.epoch == epoch  # nothing changed
+
+
 def test_fragment_matches_hand_computation():
     scorer = Scorer(PackingConfig(strategy="fgd"))
     a = Shape(1000, 0, (Request(1, 600),))

@@ -123,6 +123,21 @@ def _load_yaml_docs(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A cluster description as loaded: Node dicts, their ResourceSlices and DeviceClasses by name
+    (read-only once loaded: a state is built from it with `new_state`, as often as needed)."""
+
+    nodes: list[dict]
+    slices: list[dict]
+    classes: dict[str, dict]
+
+
+def load(path: str | None) -> Cluster:
+    """The cluster of a description YAML or a trace node CSV (default: the local default cluster)."""
+    return Cluster(*_cluster(path))
+
+
 def _cluster(path: str | None) -> tuple[list[dict], list[dict], dict[str, dict]]:
     """Node dicts, slices and DeviceClasses for a cluster description or a trace node CSV."""
     if path and path.endswith(".csv"):
@@ -228,17 +243,23 @@ def _workload(path: str, seed: int | None, classes: dict[str, dict], gpus: int) 
     return out
 
 
-def build(cluster_path: str | None, config: PackingConfig) -> tuple[ClusterState, dict[str, dict]]:
-    """The cluster state of a description (no pods yet) and its DeviceClasses by name."""
-    nodes, slices, classes = _cluster(cluster_path)
+def new_state(cluster: Cluster, config: PackingConfig, classes: dict[str, dict] | None = None) -> ClusterState:
+    """A fresh state of `cluster` (no pods yet); `classes` replaces its DeviceClasses (a workload's
+    own added)."""
     try:
-        inventories = build_inventories(slices)
+        inventories = build_inventories(cluster.slices)
     except SliceError as exc:
         raise SimulateError(str(exc)) from None
-    state = ClusterState(classes, config)
-    for node in nodes:
+    state = ClusterState(cluster.classes if classes is None else classes, config)
+    for node in cluster.nodes:
         state.add_node(node, inventories.get(node["metadata"]["name"]))
-    return state, classes
+    return state
+
+
+def build(cluster_path: str | None, config: PackingConfig) -> tuple[ClusterState, dict[str, dict]]:
+    """The cluster state of a description (no pods yet) and its DeviceClasses by name."""
+    cluster = load(cluster_path)
+    return new_state(cluster, config), cluster.classes
 
 
 def place(state: ClusterState, work: list[tuple[dict, list[dict]]], strategy: str,
@@ -259,6 +280,12 @@ def place(state: ClusterState, work: list[tuple[dict, list[dict]]], strategy: st
 
 def run(cluster_path: str | None, workload_path: str, config: PackingConfig, seed: int | None = None) -> Outcome:
     """Build the cluster, then schedule + commit every pod of the workload in order."""
-    state, classes = build(cluster_path, config)
-    work = _workload(workload_path, seed, classes, state.total_gpu_milli() // 1000)
+    cluster = load(cluster_path)
+    if workload_path.endswith(".csv"):
+        state = new_state(cluster, config)
+        work = _workload(workload_path, seed, dict(cluster.classes), state.total_gpu_milli() // 1000)
+    else:  # the state is built once the workload's own DeviceClasses are known (it copies them)
+        classes = dict(cluster.classes)
+        work = _workload(workload_path, seed, classes, 0)
+        state = new_state(cluster, config, classes)
     return place(state, work, config.strategy)

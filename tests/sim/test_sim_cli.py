@@ -156,3 +156,22 @@ def test_simulate_on_the_default_local_cluster(tmp_path, capsys):
     placed = {p["pod"]: p for p in out["placements"]}
     assert set(placed) == {"notebook", "train"} and out["summary"]["unschedulable"] == 0
     assert placed["notebook"]["node"] == "gpu-a100-frac"  # the only fractional GPUs
+
+
+def test_simulate_uses_the_workloads_own_device_class(tmp_path, capsys):
+    """A DeviceClass listed in the workload YAML is known to the scheduler (the state is built
+    with it, not only the cluster's classes)."""
+    work = tmp_path / "work.yaml"
+    work.write_text(
+        "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: mygpu.example.com}\n"
+        "spec: {selectors: [{cel: {expression: \"device.driver == 'gpu.nvidia.com'\"}}]}\n---\n"
+        "apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: c1, namespace: default, uid: u-c1}\n"
+        "spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: mygpu.example.com}}]}}\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p1, namespace: default, uid: u-p1}\n"
+        "spec: {containers: [{name: main, image: x, resources: {claims: [{name: gpu}]}}],"
+        " resourceClaims: [{name: gpu, resourceClaimName: c1}]}\n")
+    rc = cli.main(["simulate", "--workload", str(work), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["unschedulable"] == []
+    assert [p["pod"] for p in out["placements"]] == ["p1"]

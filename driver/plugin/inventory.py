@@ -71,7 +71,7 @@ class MigManager(Protocol):
 
     def instances(self, gpu_index: int) -> list[tuple[str, str, int]]: ...
 
-    def ids(self, gpu_index: int, uuid: str) -> tuple[int, int] | None: ...
+    def ids(self, gpu_index: int) -> dict[str, tuple[int, int]]: ...
 
 
 @dataclass
@@ -107,9 +107,6 @@ class NvmlMig:
         """(uuid, profile, placement start) of every MIG instance on the GPU."""
         return [(m.uuid, m.profile, m.placement_start) for m in self.backend.mig_instances(gpu_index)]
 
-    def ids(self, gpu_index: int, uuid: str) -> tuple[int, int] | None:
-        """(GPU-instance id, compute-instance id) of the MIG device `uuid`; None if it is gone."""
-        for m in self.backend.mig_instances(gpu_index):
-            if m.uuid == uuid:
-                return m.gi_id, m.ci_id
-        return None
+    def ids(self, gpu_index: int) -> dict[str, tuple[int, int]]:
+        """(GPU-instance id, compute-instance id) of every MIG device on the GPU, by UUID."""
+        return {m.uuid: (m.gi_id, m.ci_id) for m in self.backend.mig_instances(gpu_index)}

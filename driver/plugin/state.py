@@ -312,17 +312,12 @@ class DeviceState:
         if fractional:
             common_env.update(_fractional_env(fractional))
         visible = []
-        table: MigMinors | None = None
         for d in plan.devices:
             u = uuid_of[d.device.name] if d.device.type == "mig" else d.device.gpu_uuid
             if u and u not in visible:
                 visible.append(u)
-            if self.options.device_nodes:
-                nodes = edits[d.device.name].device_nodes
-                nodes.append(f"/dev/nvidia{d.device.minor}")
-                if d.device.type == "mig":
-                    table = table or self._mig_table()
-                    nodes += self._mig_cap_nodes(d.device, uuid_of[d.device.name], table)
+        if self.options.device_nodes:
+            self._add_device_nodes(plan.devices, uuid_of, edits)
         common_env["NVIDIA_VISIBLE_DEVICES"] = ",".join(visible)
         spec = cdi.build_spec(rec.uid, list(edits.values()), common_env,
                               CONTROL_NODES if self.options.device_nodes else None, self.options.dev_root)
@@ -336,13 +331,32 @@ class DeviceState:
             raise MigCapsError("MIG devices need the node's MIG capability table (mig-minors), but none is configured")
         return self.mig_minors()
 
-    def _mig_cap_nodes(self, dev: AllocatableDevice, uuid: str, table: MigMinors) -> list[str]:
-        """/dev/nvidia-caps nodes of a MIG device's GPU and compute instance.
+    def _add_device_nodes(self, devices: list[PlannedDevice], uuid_of: dict[str, str],
+                          edits: dict[str, cdi.DeviceEdits]) -> None:
+        """/dev/nvidia<minor> for every device, and for a MIG device its two /dev/nvidia-caps nodes:
+        the capability table is read once per prepare and NVML asked once per GPU, not per device.
 
         The ids are asked of NVML here rather than at discovery: a dynamic device only has them once
         step 2 created it, and a static one keeps the ids NVML gave it when it was created.
         """
-        ids = self.mig.ids(dev.gpu_index, uuid) if self.mig is not None and uuid else None
+        table: MigMinors | None = None
+        ids_by_gpu: dict[int, dict[str, tuple[int, int]]] = {}
+        for d in devices:
+            nodes = edits[d.device.name].device_nodes
+            nodes.append(f"/dev/nvidia{d.device.minor}")
+            if d.device.type != "mig":
+                continue
+            table = table or self._mig_table()
+            gpu = d.device.gpu_index
+            if gpu not in ids_by_gpu:
+                ids_by_gpu[gpu] = self.mig.ids(gpu) if self.mig is not None else {}
+            nodes += self._mig_cap_nodes(d.device, uuid_of[d.device.name], table, ids_by_gpu[gpu])
+
+    def _mig_cap_nodes(self, dev: AllocatableDevice, uuid: str, table: MigMinors,
+                       gpu_ids: dict[str, tuple[int, int]]) -> list[str]:
+        """/dev/nvidia-caps nodes of a MIG device's GPU and compute instance (`gpu_ids`: its GPU's
+        MIG devices, UUID -> (GPU-instance id, compute-instance id))."""
+        ids = gpu_ids.get(uuid) if uuid else None
         if ids is None:
             raise MigCapsError(f"device {dev.name}: MIG device {uuid or '(none)'} not found on GPU {dev.gpu_index}, "
                                "so its GPU/compute-instance ids (for /dev/nvidia-caps) are unknown")

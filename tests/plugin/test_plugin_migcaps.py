@@ -91,6 +91,26 @@ def test_two_static_mig_devices_of_one_gpu_get_different_caps(node: Any) -> None
     assert not {n["path"] for n in first[1:]} & {n["path"] for n in second[1:]}
 
 
+def test_nvml_asked_for_instance_ids_once_per_gpu(node: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    mig = node.plugin.state.mig
+    asked: list[int] = []
+    real_ids = mig.ids
+    monkeypatch.setattr(mig, "ids", lambda gpu: asked.append(gpu) or real_ids(gpu))
+    claim = create_claim(node.kube, "three", [result("gpu-6-mig-1g10gb-19-0", "mig"),
+                                              result("gpu-6-mig-1g10gb-19-1", "mig"), result(STATIC, "mig")])
+    assert node.kubelet.prepare([claim]).claims[uid(claim)].error == ""
+    assert sorted(asked) == [4, 6]
+
+
+def test_mig_device_unknown_to_nvml_is_named(node: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node.plugin.state.mig, "ids", lambda gpu: {})
+    claim = create_claim(node.kube, "gone", [result(STATIC, "mig")])
+    err = node.kubelet.prepare([claim]).claims[uid(claim)].error
+    mig_uuid = node.plugin.devices()[STATIC].uuid
+    assert f"device {STATIC}: MIG device {mig_uuid} not found on GPU 4, so its GPU/compute-instance ids" in err
+    assert node.cdi_files() == []
+
+
 def test_dynamic_mig_spec_uses_the_ids_of_the_created_instance(node: Any) -> None:
     backend = node.plugin.backend
     # Occupy the GPU's first instance id so the claim's instance cannot get it by default.

@@ -216,9 +216,10 @@ def _bench_mig(args: argparse.Namespace) -> int:
     base = _load_config(args.config)
     results = []
     try:
+        cluster = migbench.load_cluster(args.cluster)
         for strategy in args.strategy:
             for seed in args.seeds:
-                result = migbench.run(args.cluster, strategy, seed, args.load, base)
+                result = migbench.run(cluster, strategy, seed, args.load, base)
                 results.append(result)
                 if args.json:
                     print(json.dumps(result.as_json()), flush=True)

@@ -108,40 +108,36 @@ def workload(seed: int, gpus: int, load: float) -> list[tuple[dict, dict, int]]:
     return out
 
 
-class _Gauge:
-    """Physical GPU use of every node, from its real usage (layouts built once per node)."""
-
-    def __init__(self, state: ClusterState) -> None:
-        self.state = state
-        self.layouts = {name: physical.layout_of(n.inventory, n.klass.totals) for name, n in state.nodes.items()}
-
-    def units(self) -> list[float]:
-        """Milli in use per physical GPU, over the cluster."""
-        out: list[float] = []
-        for name, node in self.state.nodes.items():
-            layout = self.layouts[name]
-            free, counters = physical.node_view(node.inventory, node.usage, layout)
-            if layout is None:
-                out.extend(float(t - f) for t, f in zip(node.klass.totals, free))
-            else:
-                out.extend(layout.unit_used(u, free, counters) for u in range(len(layout.unit_total)))
-        return out
-
-    def capacity(self) -> int:
-        return sum(sum(n.klass.totals) if self.layouts[k] is None else self.layouts[k].capacity()
-                   for k, n in self.state.nodes.items())
+def _units(state: ClusterState) -> list[float]:
+    """Milli in use per physical GPU over the cluster, recomputed from each node's real usage
+    (its counters), with the layout its node class already holds."""
+    out: list[float] = []
+    for node in state.nodes.values():
+        layout = node.klass.layout
+        free, counters = physical.node_view(node.inventory, node.usage, layout)
+        if layout is None:
+            out.extend(float(t - f) for t, f in zip(node.klass.totals, free))
+        else:
+            out.extend(layout.unit_used(u, free, counters) for u in range(len(layout.unit_total)))
+    return out
 
 
-def run(cluster: str | None, strategy: str, seed: int, load: float = 1.3,
+def load_cluster(cluster: str | None) -> simulate.Cluster:
+    """The bench's cluster (default: the bundled SCENARIO), loaded once for every run."""
+    return simulate.load(str(cluster or SCENARIO))
+
+
+def run(cluster: str | simulate.Cluster | None, strategy: str, seed: int, load: float = 1.3,
         config: PackingConfig | None = None) -> MigResult:
-    """One run of the protocol (see the module docstring)."""
+    """One run of the protocol (see the module docstring) on a fresh state of `cluster` (a path,
+    or what `load_cluster` returned)."""
     config = replace(config or PackingConfig(), strategy=strategy)
-    state, _ = simulate.build(str(cluster or SCENARIO), config)
-    gauge = _Gauge(state)
-    capacity = gauge.capacity()
+    loaded = cluster if isinstance(cluster, simulate.Cluster) else load_cluster(cluster)
+    state = simulate.new_state(loaded, config)
+    capacity = state.total_gpu_milli()
     gpus = capacity // physical.FULL
     if not gpus:
-        raise simulate.SimulateError(f"{cluster or SCENARIO}: no GPUs to pack")
+        raise simulate.SimulateError(f"{loaded.source}: no GPUs to pack")
     stream = workload(seed, gpus, load)
     demand = {pod["metadata"]["name"]: slices for pod, _, slices in stream}
     shares = {m[0]: pod_share(m[0]) for m in MIX}
@@ -153,18 +149,18 @@ def run(cluster: str | None, strategy: str, seed: int, load: float = 1.3,
         slices = demand[pod["metadata"]["name"]]
         arrived += slices
         if isinstance(result, Unschedulable):
-            used = sum(gauge.units())
+            used = sum(_units(state))
             if first is None:
                 first = round(100 * used / capacity, 2)
             if capacity - used + 1e-6 >= shares[pod["metadata"]["labels"]["profile"]] * physical.FULL:
                 lost += 1
         if touched < 0 and arrived * physical.FULL >= capacity * SLICES / 2:
-            touched = sum(1 for u in gauge.units() if u > 0)
+            touched = sum(1 for u in _units(state) if u > 0)
 
     start = time.process_time()
     outcome = simulate.place(state, [(pod, [claim]) for pod, claim, _ in stream], strategy, after)
     seconds = time.process_time() - start
-    units = gauge.units()
+    units = _units(state)
     if touched < 0:  # less than half arrived (a tiny --load)
         touched = sum(1 for u in units if u > 0)
     return MigResult(strategy, seed, len(stream), len(outcome.placed), gpus, touched,

@@ -131,11 +131,12 @@ class Cluster:
     nodes: list[dict]
     slices: list[dict]
     classes: dict[str, dict]
+    source: str = ""  # where it was loaded from, for messages
 
 
 def load(path: str | None) -> Cluster:
     """The cluster of a description YAML or a trace node CSV (default: the local default cluster)."""
-    return Cluster(*_cluster(path))
+    return Cluster(*_cluster(path), source=path or "the default local cluster")
 
 
 def _cluster(path: str | None) -> tuple[list[dict], list[dict], dict[str, dict]]:

@@ -46,6 +46,16 @@ def _load(text: str) -> float:
     return value
 
 
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--limit: expected a non-negative number of pods, got {text!r}")
+    return value
+
+
 def _strategies(text: str) -> list[str]:
     from driver.allocator.scoring import STRATEGIES
 
@@ -73,7 +83,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="comma-separated strategies or 'all' (fragmentation, fgd, binpack, spread)")
     t.add_argument("--seeds", default="42", type=_seeds, help="seeds, e.g. 42,43 or 42-51 (default 42)")
     t.add_argument("--config", help="packing config YAML (weights, thresholds, coverage); --strategy overrides its strategy")
-    t.add_argument("--limit", type=int, default=0, help="submit only the first N pods of each arrival order (smoke tests)")
+    t.add_argument("--limit", type=_limit, default=0, help="submit only the first N pods of each arrival order (smoke tests)")
     t.add_argument("--json", action="store_true", help="one JSON object per seed per line")
     t.add_argument("--curve", action="store_true", help="with --json: include the 0..130 curve")
     t.add_argument("--plot", metavar="FILE.png", help="draw allocation vs arrival, mean over seeds, one line per strategy")
@@ -177,8 +187,6 @@ def _bench_trace(args: argparse.Namespace) -> int:
         traces = [(name, tr.load_pods(path)) for name, path in pod_files]
     except tr.TraceError as exc:
         raise SystemExit(str(exc))
-    if args.limit < 0:
-        raise SystemExit("--limit: expected a non-negative number of pods")
     base = _load_config(args.config)
     cluster = rp.build_cluster(nodes)
     results: list[report.SeedResult] = []

@@ -71,6 +71,8 @@ def test_bench_trace_bundled_subset(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "x"], "--seeds: 'x' is not a seed"),
     (["--strategy", "tetris"], "--strategy: unknown strategy 'tetris'"),
+    (["--limit", "-1"], "--limit: expected a non-negative number of pods, got '-1'"),
+    (["--limit", "ten"], "--limit: expected a non-negative number of pods, got 'ten'"),
 ])
 def test_bench_trace_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit):

@@ -67,8 +67,9 @@ class Outcome:
     def summary(self) -> dict[str, Any]:
         total = self.state.total_gpu_milli()
         used = self.state.used_gpu_milli()
-        touched = sum(1 for n in self.state.nodes.values() for t, f in zip(n.klass.totals, _taken(n)) if f < t)
-        partial = sum(f for n in self.state.nodes.values() for t, f in zip(n.klass.totals, _taken(n)) if 0 < f < t)
+        devices = [(t, f) for n in self.state.nodes.values() for t, f in zip(n.klass.totals, _taken(n))]
+        touched = sum(1 for t, f in devices if f < t)
+        partial = sum(f for t, f in devices if 0 < f < t)
         return {"pods": len(self.placed) + len(self.failed), "placed": len(self.placed), "unschedulable": len(self.failed),
                 "nodesUsed": sum(1 for n in self.state.nodes.values() if n.used_pods),
                 "devicesTouched": touched, "gpuAllocatedPercent": round(100 * used / total, 2) if total else 0.0,

@@ -66,6 +66,14 @@ def _strategies(text: str) -> list[str]:
     return names
 
 
+def _add_strategy_seeds_config(parser: argparse.ArgumentParser, strategy: str, seeds: str) -> None:
+    """--strategy, --seeds and --config, as every packing benchmark takes them."""
+    parser.add_argument("--strategy", default=strategy, type=_strategies,
+                        help=f"comma-separated strategies or 'all' (fragmentation, fgd, binpack, spread; default {strategy})")
+    parser.add_argument("--seeds", default=seeds, type=_seeds, help=f"seeds, e.g. 42,43 or 42-51 (default {seeds})")
+    parser.add_argument("--config", help="packing config YAML (weights, thresholds, coverage); --strategy overrides its strategy")
+
+
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `bench` (with `bench trace` and hooks) and `simulate`."""
     bench = sub.add_parser("bench", help="benchmarks (packing quality on the Alibaba trace, ...)")
@@ -79,10 +87,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     t.add_argument("--pods", action="append", help="pod list CSV (repeatable; default: the bundled default trace)")
     t.add_argument("--trace", action="append", metavar="NAME",
                    help="a bundled pod list: default, gpushare40, multigpu20, gpuspec20 or all (repeatable)")
-    t.add_argument("--strategy", default="fragmentation", type=_strategies,
-                   help="comma-separated strategies or 'all' (fragmentation, fgd, binpack, spread)")
-    t.add_argument("--seeds", default="42", type=_seeds, help="seeds, e.g. 42,43 or 42-51 (default 42)")
-    t.add_argument("--config", help="packing config YAML (weights, thresholds, coverage); --strategy overrides its strategy")
+    _add_strategy_seeds_config(t, "fragmentation", "42")
     t.add_argument("--limit", type=_limit, default=0, help="submit only the first N pods of each arrival order (smoke tests)")
     t.add_argument("--json", action="store_true", help="one JSON object per seed per line")
     t.add_argument("--curve", action="store_true", help="with --json: include the 0..130 curve")
@@ -95,11 +100,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                     "placed, GPUs touched, GPU used (larger of memory and compute slices) and "
                                     "fragment failures (pods refused while enough free GPU existed in total).")
     m.add_argument("--cluster", help="cluster description YAML (default: the bundled scenarios/mig-dynamic.yaml)")
-    m.add_argument("--strategy", default="all", type=_strategies,
-                   help="comma-separated strategies or 'all' (default all)")
-    m.add_argument("--seeds", default="42-44", type=_seeds, help="seeds, e.g. 42,43 or 42-51 (default 42-44)")
+    _add_strategy_seeds_config(m, "all", "42-44")
     m.add_argument("--load", type=_load, default=1.3, help="demand that arrives, x the cluster's GPUs (default 1.3)")
-    m.add_argument("--config", help="packing config YAML; --strategy overrides its strategy")
     m.add_argument("--json", action="store_true", help="one JSON object per strategy per seed per line")
     m.add_argument("--write-workload", metavar="FILE",
                    help="also write the first seed's pods and claims as a `gpu-dra simulate --workload` YAML")

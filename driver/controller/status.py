@@ -145,7 +145,7 @@ class _Gpu:
 
 
 def _counter_part(device: dict, where: tuple[str, str], sets: dict[SetKey, dict[str, float]],
-                  profiles: dict[SetKey, list[Any]]) -> gpuuse.Part | None:
+                  geometries: dict[SetKey, gpuuse.Geometry]) -> gpuuse.Part | None:
     """Part of a device consuming a counter set (dynamic mode): memory from its memory-slice
     counters, compute from its profile (the first set it consumes is its GPU's)."""
     for entry in device.get("consumesCounters") or []:
@@ -156,7 +156,7 @@ def _counter_part(device: dict, where: tuple[str, str], sets: dict[SetKey, dict[
         measured = gpuuse.measured_counters(capacity)
         used = _quantities(entry.get("counters"))
         memory = gpuuse.memory_share([used.get(n, 0.0) for n in measured], [capacity[n] for n in measured])
-        return gpuuse.counter_part(memory, _attr(device, "profile"), gpuuse.counter_geometry(capacity, profiles[key]))
+        return gpuuse.counter_part(memory, _attr(device, "profile"), geometries[key])
     return None
 
 
@@ -231,6 +231,7 @@ def build_report(slices: list[dict], claims: list[dict], pods: list[dict], drive
             types[gk].add(str(_attr(dev, "type") or "gpu"))
     for gk, row in gpus.items():
         row.mode = _mode(types[gk])
+    geometries = {key: gpuuse.counter_geometry(capacity, profiles[key]) for key, capacity in sets.items()}
 
     parts: dict[tuple[str, str], gpuuse.Part] = defaultdict(lambda: gpuuse.NONE)
     live_pods = {(p.get("metadata") or {}).get("uid"): p for p in pods}
@@ -259,7 +260,7 @@ def build_report(slices: list[dict], claims: list[dict], pods: list[dict], drive
             dtype = str(_attr(dev, "type") or "gpu")
             gk = (node, _gpu_of(dev))
             where = (result.get("driver", ""), result.get("pool", ""))
-            part, detail = _part(dev, dtype, result, published[gk], _counter_part(dev, where, sets, profiles))
+            part, detail = _part(dev, dtype, result, published[gk], _counter_part(dev, where, sets, geometries))
             if result.get("adminAccess"):
                 part, detail = gpuuse.NONE, detail + " (admin)"
             parts[gk] = parts[gk] + part

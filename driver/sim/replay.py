@@ -9,7 +9,7 @@ the allocation. The only bookkeeping added is the metric's (arrived, allocated) 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 from driver import log
@@ -103,7 +103,3 @@ def replay(cluster: Cluster, pods: list[tr.TracePod], seed: int, config: Packing
                  failed=failed, seconds=round(seconds, 2))
     return SeedResult(trace_name, config.strategy, seed, len(order), failed, seconds, curve(events, capacity),
                       cpu_seconds)
-
-
-def with_strategy(config: PackingConfig, strategy: str) -> PackingConfig:
-    return replace(config, strategy=strategy)

@@ -18,8 +18,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass

@@ -36,7 +36,7 @@ How many slices the GPU has (`Geometry`):
   another geometry (A30: 4 + 4) is measured against 8 + 7.
 
 A kind whose count is unknown is left out of the max. Pure: plain values in, numbers out; callers
-(driver/allocator/physical.py on parsed devices, driver/controller/status.py on wire dicts) read
+(driver/scheduler/packing/physical.py on parsed devices, driver/controller/status.py on wire dicts) read
 the published data and pass it here.
 """
 

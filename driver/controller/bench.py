@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from driver import log
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller.kube import PODS, Kube, new_client
 from driver.controller.scheduler import Controller, ControllerConfig
 
@@ -96,7 +96,7 @@ def _pregenerated(kube: Kube, i: int) -> None:
 def bench_decisions(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpack") -> Result:
     """Decisions only: the controller's view fed the same nodes and slices, `schedule` + assume per
     pod, no HTTP. Shows what the API round trips cost on top, and how decisions scale with nodes."""
-    from driver.allocator.schedule import Unschedulable, schedule
+    from driver.scheduler.cycle import Unschedulable, schedule
     from driver.controller.view import ClusterView
     from driver.devices.classes import device_classes
 

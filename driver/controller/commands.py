@@ -72,7 +72,7 @@ def _controller(args: argparse.Namespace) -> int:
     import yaml
 
     from driver import log
-    from driver.allocator.scoring import ConfigError, PackingConfig, parse_config
+    from driver.scheduler.packing.scoring import ConfigError, PackingConfig, parse_config
     from driver.controller.kube import Kube, new_client
     from driver.controller.leader import LeaseConfig
     from driver.controller.metrics import MetricsServer
@@ -137,7 +137,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from driver.allocator.scoring import ConfigError, check_strategy
+    from driver.scheduler.packing.scoring import ConfigError, check_strategy
     from driver.controller.demo import run_demo
 
     strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import yaml
 
 from driver import log
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller.kube import CLAIMS, PODS, SLICES, Kube, api_error
 from driver.controller.scheduler import Controller, ControllerConfig
 from driver.controller.status import Report, build_report, format_table

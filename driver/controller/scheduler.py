@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from driver import log
-from driver.allocator.schedule import Unschedulable, schedule
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import Unschedulable, schedule
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller import kube as k
 from driver.controller.informers import Informer, wait_all_synced
 from driver.controller.leader import LeaderElector, LeaseConfig

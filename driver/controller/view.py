@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driver import log
-from driver.allocator import nodefit
+from driver.scheduler.plugins import noderesources as nodefit
 from driver.allocator.inventory import NodeInventory, SliceError, build_inventories, build_shared_inventory, slice_nodes
-from driver.allocator.schedule import ClusterState, Placement
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import ClusterState, Placement
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.allocator.usage import UsageError, picks_from_allocation
 
 logger = log.get(__name__)

@@ -57,7 +57,7 @@ def _limit(text: str) -> int:
 
 
 def _strategies(text: str) -> list[str]:
-    from driver.allocator.scoring import STRATEGIES
+    from driver.scheduler.packing.scoring import STRATEGIES
 
     names = list(STRATEGIES) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
     for n in names:
@@ -135,7 +135,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def _load_config(path: str | None):
     import yaml
 
-    from driver.allocator.scoring import ConfigError, PackingConfig, parse_config
+    from driver.scheduler.packing.scoring import ConfigError, PackingConfig, parse_config
 
     if not path:
         return PackingConfig()
@@ -251,7 +251,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.strategy:
         from dataclasses import replace
 
-        from driver.allocator.scoring import ConfigError, check_strategy
+        from driver.scheduler.packing.scoring import ConfigError, check_strategy
 
         try:
             config = replace(config, strategy=check_strategy(args.strategy, "--strategy"))

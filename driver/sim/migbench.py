@@ -27,9 +27,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from driver.allocator import gpuuse, physical
-from driver.allocator.schedule import ClusterState, Placement, Unschedulable
-from driver.allocator.scoring import PackingConfig
+from driver.allocator import gpuuse
+from driver.scheduler.packing import physical
+from driver.scheduler.cycle import ClusterState, Placement, Unschedulable
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.sim import simulate
 
 SCENARIO = Path(__file__).parent / "scenarios" / "mig-dynamic.yaml"

@@ -1,7 +1,7 @@
 """Replay a trace through the scheduler the controller uses: `schedule` then `commit`, pod by pod.
 
 Nothing here decides placement: each trace pod becomes a pod dict and ResourceClaim dicts, goes
-through `driver.allocator.schedule.schedule` (node fit, scorer, the real allocator with CEL and
+through `driver.scheduler.cycle.schedule` (node fit, scorer, the real allocator with CEL and
 consumable capacity) and, when placed, is committed exactly as the controller would after writing
 the allocation. The only bookkeeping added is the metric's (arrived, allocated) pair per pod.
 """
@@ -14,8 +14,8 @@ from typing import Callable
 
 from driver import log
 from driver.allocator.inventory import build_inventories
-from driver.allocator.schedule import ClusterState, Placement, schedule
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import ClusterState, Placement, schedule
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.sim import trace as tr
 from driver.sim.report import SeedResult, curve
 

@@ -16,9 +16,9 @@ from typing import Any, Callable
 import yaml
 
 from driver.allocator.inventory import SliceError, build_inventories
-from driver.allocator.schedule import ClusterState, Placement, Unschedulable, schedule
-from driver.allocator.score_adapter import device_free
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import ClusterState, Placement, Unschedulable, schedule
+from driver.scheduler.packing.adapter import device_free
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.sim import trace as tr
 
 

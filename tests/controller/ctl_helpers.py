@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller.kube import Kube, new_client
 from driver.controller.scheduler import Controller, ControllerConfig
 

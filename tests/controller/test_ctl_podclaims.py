@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from driver.allocator.nodefit import label_requirements, labels_match
+from driver.scheduler.plugins.noderesources import label_requirements, labels_match
 from driver.controller.podclaims import pinned_to, resolve_claims
 
 

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from driver.allocator.inventory import build_inventories
-from driver.allocator.schedule import ClusterState, Placement, schedule
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import ClusterState, Placement, schedule
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller.status import build_report
 from driver.devices import discover, load_node_config
 from driver.devices.classes import device_classes

@@ -11,8 +11,8 @@ from ctl_helpers import CLASSES, claim_spec, fractional_devices, gpu_devices, no
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driver.allocator.schedule import Unschedulable, schedule
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import Unschedulable, schedule
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller.view import ClusterView, allocation_signature
 from driver.dra.quantity import parse_quantity
 

@@ -122,7 +122,7 @@ def test_node_groups_select_their_nodes_and_keep_their_own_tolerations() -> None
 
 
 def test_packing_config_is_accepted_by_the_controller(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    from driver.allocator.scoring import parse_config
+    from driver.scheduler.packing.scoring import parse_config
 
     name, objects = rendered
     for deployment in of_kind(objects, "Deployment"):

@@ -120,7 +120,7 @@ def test_gpu_dra_examples_ask_for_the_packing_scheduler(path: Path) -> None:
 
 
 def test_spread_example_uses_the_schedulers_annotation() -> None:
-    from driver.allocator.scoring import ANNOTATION, check_strategy
+    from driver.scheduler.packing.scoring import ANNOTATION, check_strategy
 
     (deployment,) = of_kind(load_manifests(EXAMPLES_DIR / "gpu-dra/spread-inference.yaml"), "Deployment")
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]

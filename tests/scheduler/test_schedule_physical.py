@@ -8,11 +8,11 @@ import random
 
 import pytest
 
-from driver.allocator import schedule as sch
+from driver.scheduler import cycle as sch
 from driver.allocator.inventory import build_inventories
-from driver.allocator.schedule import ClusterState, Placement, schedule
-from driver.allocator.score_adapter import pod_shape, prepare_claims
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import ClusterState, Placement, schedule
+from driver.scheduler.packing.adapter import pod_shape, prepare_claims
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.devices import discover, load_node_config
 from driver.devices.classes import device_classes
 from driver.devices.slices import build_slices

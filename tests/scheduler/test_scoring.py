@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from driver.allocator.schedule import ClusterState, Placement, schedule
-from driver.allocator.scoring import (
+from driver.scheduler.cycle import ClusterState, Placement, schedule
+from driver.scheduler.packing.scoring import (
     ANNOTATION, RUNAI_ANNOTATION, ConfigError, NodeClass, PackingConfig, Request, Scorer, Shape, Workload,
     parse_config, strategy_for,
 )
@@ -189,7 +189,7 @@ def test_thresholds_keep_a_node_in_reserve():
 
 def test_fragmentation_counts_small_gradients_as_none():
     """`fragmentation` treats a gradient inside ±NEUTRAL_BAND as zero and compares larger ones exactly."""
-    from driver.allocator.scoring import NEUTRAL_BAND
+    from driver.scheduler.packing.scoring import NEUTRAL_BAND
 
     node = _node_class(1)
     pod = Shape(0, 0, (Request(1, 100),))

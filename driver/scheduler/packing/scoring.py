@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from driver.allocator.score_config import (  # noqa: F401  (re-exported: the public packing API)
+from driver.scheduler.packing.config import (  # noqa: F401  (re-exported: the public packing API)
     ANNOTATION, RESOURCES, RUNAI_ANNOTATION, STRATEGIES, ConfigError, PackingConfig, check_strategy, parse_config,
     strategy_for,
 )

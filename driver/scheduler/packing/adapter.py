@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 from driver.allocator.inventory import DeviceView, NodeInventory
 from driver.allocator.request import ClaimError, PreparedClaims, RequestSpec, prepare
-from driver.allocator.scoring import Request, Shape
+from driver.scheduler.packing.scoring import Request, Shape
 from driver.allocator.usage import NodeUsage, Pick, picks_from_allocation
 from driver.dra.cel import compile_selector, matches
 

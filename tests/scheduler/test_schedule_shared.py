@@ -12,7 +12,7 @@ from alloc_fixtures import DRIVER, claim, gpu, request, slice_
 
 from driver.allocator.allocate import allocate, allocated_on_node, node_name_selector
 from driver.allocator.inventory import SliceError, build_inventories, build_shared_inventory, slice_nodes
-from driver.allocator.schedule import ClusterState, Placement, Unschedulable, schedule
+from driver.scheduler.cycle import ClusterState, Placement, Unschedulable, schedule
 from driver.allocator.usage import NodeUsage, UsageError, picks_from_allocation
 
 NET = "net.example.com"

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Sequence
 
 from driver.allocator import gpuuse
-from driver.allocator import score_adapter as adapter
+from driver.scheduler.packing import adapter
 from driver.allocator.inventory import CounterSetKey, DeviceView, NodeInventory
 from driver.allocator.usage import NodeUsage
 

@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from driver.allocator.inventory import build_inventories
-from driver.allocator.schedule import ClusterState, Placement, Unschedulable, schedule
-from driver.allocator.scoring import ANNOTATION, PackingConfig
+from driver.scheduler.cycle import ClusterState, Placement, Unschedulable, schedule
+from driver.scheduler.packing.scoring import ANNOTATION, PackingConfig
 from driver.sim import trace as tr
 
 

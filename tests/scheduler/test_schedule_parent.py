@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from driver.allocator.inventory import build_inventories
-from driver.allocator.schedule import ClusterState, Placement, schedule
-from driver.allocator.scoring import PackingConfig
+from driver.scheduler.cycle import ClusterState, Placement, schedule
+from driver.scheduler.packing.scoring import PackingConfig
 from driver.devices import discover, load_node_config
 from driver.devices.classes import device_classes
 from driver.devices.slices import build_slices

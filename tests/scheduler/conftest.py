@@ -1,0 +1,6 @@
+"""Scheduler tests build their claims and slices with the allocator tests' fixtures."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "allocator"))

@@ -26,6 +26,7 @@ from driver.scheduler.packing import adapter, physical
 from driver.scheduler.packing.scoring import Evaluation, NodeClass, PackingConfig, Scorer, Shape
 from driver.scheduler.plugins import noderesources as nodefit
 from driver.scheduler.sharedpool import SharedPools
+from driver.scheduler.snapshot import PodIndex, TopologyIndex
 
 logger = log.get(__name__)
 
@@ -49,6 +50,7 @@ class NodeState:
     free: tuple[int, ...] = ()  # free milli per inventory device (0 where counters no longer fit)
     group: Any = None
     counters: tuple = ()  # counters in use per counter set (physical.Layout order); () without
+    obj: Mapping[str, Any] = field(default_factory=dict)  # the Node dict (taints of every effect, allocatable)
 
     def state(self) -> tuple:
         """The scorer's compact view: free cpu, memory, milli per device (+ counters in use)."""
@@ -125,6 +127,8 @@ class ClusterState:
         self._rankings: dict[tuple, _Ranking] = {}
         self._epoch = 0
         self.shared = SharedPools()
+        self.pods = PodIndex()  # pods placed on nodes, for the inter-pod constraints (snapshot.py)
+        self.topology = TopologyIndex()  # nodes by label, for topology domains
 
     # -- building -------------------------------------------------------------------------------
 
@@ -153,7 +157,8 @@ class ClusterState:
                               layout=physical.layout_of(inventory, totals))
             self._classes[static_key] = klass
         state = NodeState(name, dict((node.get("metadata") or {}).get("labels") or {}), alloc, taints, unschedulable,
-                          inventory, NodeUsage(), klass)
+                          inventory, NodeUsage(), klass, obj=node)
+        self.topology.set_node(name, state.labels)
         self.shared.attach(name, inventory, state.usage)
         state.free, state.counters = physical.node_view(inventory, state.usage, klass.layout)
         self.nodes[name] = state
@@ -163,6 +168,7 @@ class ClusterState:
     def remove_node(self, name: str) -> None:
         state = self.nodes.pop(name, None)
         if state is not None:
+            self.topology.set_node(name, None)
             self.shared.detach(name, state.inventory)
             self._ungroup(state)
 

@@ -17,6 +17,14 @@ ANNOTATION = "gpu-dra.nvidia.com/scheduling-strategy"
 RUNAI_ANNOTATION = "scheduling.run.ai/scheduling-strategy"
 RESOURCES = ("gpu", "cpu", "memory")
 
+# Score weights beside the packing strategy, kube-scheduler's defaults (default_plugins.go):
+# NodeResourcesFit 1 — whose place our packing strategy takes — TaintToleration 3, NodeAffinity 2,
+# PodTopologySpread 2, InterPodAffinity 2. A soft preference the user wrote therefore outweighs
+# the packing choice between nodes that both satisfy it equally, as it would with kube-scheduler.
+PLUGIN_WEIGHTS = {"Packing": 1.0, "TaintToleration": 3.0, "NodeAffinity": 2.0, "PodTopologySpread": 2.0,
+                  "InterPodAffinity": 2.0}
+SPREAD_DEFAULTING = ("List", "System")
+
 
 class ConfigError(ValueError):
     """A packing configuration or annotation that is not valid; the message names the field."""
@@ -36,6 +44,12 @@ class PackingConfig:
     weights: Mapping[str, float] = field(default_factory=lambda: {"gpu": 1.0, "cpu": 0.25, "memory": 0.25})
     thresholds: Mapping[str, float] = field(default_factory=lambda: {"gpu": 1.0, "cpu": 1.0, "memory": 1.0})
     coverage: float = 0.95
+    plugin_weights: Mapping[str, float] = field(default_factory=lambda: dict(PLUGIN_WEIGHTS))
+    spread_defaulting: str = "List"  # "System": kube-scheduler's built-in default constraints
+    spread_defaults: tuple[Mapping[str, Any], ...] = ()  # defaultConstraints (defaultingType List)
+
+    def weight(self, plugin: str) -> float:
+        return float(self.plugin_weights.get(plugin, 0.0))
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy, "strategy")
@@ -81,7 +95,7 @@ def parse_config(raw: Any, where: str = "packing") -> PackingConfig:
         return PackingConfig()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    allowed = {"strategy", "weights", "thresholds", "coverage"}
+    allowed = {"strategy", "weights", "thresholds", "coverage", "pluginWeights", "topologySpread"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown field; expected one of {', '.join(sorted(allowed))}")
@@ -94,7 +108,52 @@ def parse_config(raw: Any, where: str = "packing") -> PackingConfig:
     coverage = _number(raw.get("coverage", base.coverage), f"{where}.coverage", 0.0, 1.0)
     if coverage <= 0:
         raise ConfigError(f"{where}.coverage: expected a number above 0 and at most 1, got {coverage}")
-    return PackingConfig(strategy, weights, thresholds, coverage)
+    plugin_weights = dict(PLUGIN_WEIGHTS)
+    raw_pw = raw.get("pluginWeights")
+    if raw_pw is not None:
+        if not isinstance(raw_pw, Mapping):
+            raise ConfigError(f"{where}.pluginWeights: expected a mapping with keys {', '.join(PLUGIN_WEIGHTS)}")
+        for key, value in raw_pw.items():
+            if key not in PLUGIN_WEIGHTS:
+                raise ConfigError(f"{where}.pluginWeights.{key}: unknown plugin; expected one of {', '.join(PLUGIN_WEIGHTS)}")
+            plugin_weights[key] = _number(value, f"{where}.pluginWeights.{key}", 0.0, 100.0)
+    defaulting, defaults = _spread_config(raw.get("topologySpread"), f"{where}.topologySpread")
+    return PackingConfig(strategy, weights, thresholds, coverage, plugin_weights, defaulting, defaults)
+
+
+def _spread_config(raw: Any, where: str) -> tuple[str, tuple[Mapping[str, Any], ...]]:
+    """PodTopologySpread's args: defaultingType List (our default, with no default constraints:
+    kube-scheduler's System defaults would spread every ReplicaSet's pods and undo binpacking) or
+    System; defaultConstraints for List (whenUnsatisfiable ScheduleAnyway only, no labelSelector)."""
+    if raw is None:
+        return "List", ()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys defaultingType, defaultConstraints")
+    unknown = sorted(set(raw) - {"defaultingType", "defaultConstraints"})
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown field; expected defaultingType or defaultConstraints")
+    defaulting = raw.get("defaultingType", "List")
+    if defaulting not in SPREAD_DEFAULTING:
+        raise ConfigError(f"{where}.defaultingType: expected List or System, got {defaulting!r}")
+    constraints = raw.get("defaultConstraints") or []
+    if not isinstance(constraints, list):
+        raise ConfigError(f"{where}.defaultConstraints: expected a list of topology spread constraints")
+    if defaulting == "System" and constraints:
+        raise ConfigError(f"{where}.defaultConstraints: must be empty when defaultingType is System")
+    for i, c in enumerate(constraints):
+        at = f"{where}.defaultConstraints[{i}]"
+        if not isinstance(c, Mapping):
+            raise ConfigError(f"{at}: expected a topology spread constraint object")
+        if "labelSelector" in c:
+            raise ConfigError(f"{at}.labelSelector: not allowed in default constraints (derived from the pod's owner)")
+        if not c.get("topologyKey"):
+            raise ConfigError(f"{at}.topologyKey: required")
+        skew = c.get("maxSkew")
+        if not isinstance(skew, int) or isinstance(skew, bool) or skew < 1:
+            raise ConfigError(f"{at}.maxSkew: expected an integer of at least 1, got {skew!r}")
+        if c.get("whenUnsatisfiable") not in ("DoNotSchedule", "ScheduleAnyway"):
+            raise ConfigError(f"{at}.whenUnsatisfiable: expected DoNotSchedule or ScheduleAnyway")
+    return defaulting, tuple(dict(c) for c in constraints)
 
 
 def strategy_for(pod: Mapping[str, Any], config: PackingConfig) -> str:

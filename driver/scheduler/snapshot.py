@@ -1,0 +1,159 @@
+"""The pods on nodes, indexed for the inter-pod constraints: who is where, by label, by node.
+
+kube-scheduler answers "how many pods matching this selector run in each topology domain?" by
+walking every pod of every node in PreFilter. We keep indexes instead, updated as pods are
+assumed, bound and leave: pods by (namespace, label key, value) and by (namespace, label key),
+pods by node, the few pods that carry required anti-affinity (existing pods' anti-affinity is
+applied symmetrically to every incoming pod) and those carrying any affinity term (their
+preferences score the incoming pod). A selector is answered from its most selective positive
+requirement (`labels.Selector.hint`), then checked in full; only a selector with no positive
+requirement walks the namespace.
+
+Nodes by topology label (`TopologyIndex`) give the domains of a key without walking the nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Mapping
+
+from driver.scheduler import labels as sel
+from driver.scheduler.podinfo import AffinityTerm, PodInfo
+
+
+class PodIndex:
+    """Pods placed on nodes (bound or assumed), with the indexes above. Not thread-safe: the
+    caller holds the state's lock, as for every other part of the snapshot."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, PodInfo] = {}
+        self.by_node: dict[str, dict[str, PodInfo]] = {}
+        self.by_namespace: dict[str, set[str]] = {}
+        self._by_label: dict[tuple[str, str, str], set[str]] = {}
+        self._by_key: dict[tuple[str, str], set[str]] = {}
+        self.with_required_anti: dict[str, PodInfo] = {}
+        self.with_terms: dict[str, PodInfo] = {}
+        self.namespace_labels: dict[str, dict[str, str]] = {}
+        self.version = 0  # bumped on every change: lets callers cache per snapshot version
+
+    def __len__(self) -> int:
+        return len(self.pods)
+
+    def get(self, uid: str) -> PodInfo | None:
+        return self.pods.get(uid)
+
+    def on_node(self, node: str) -> Mapping[str, PodInfo]:
+        return self.by_node.get(node, {})
+
+    def add(self, pod: PodInfo) -> None:
+        """Add (or replace) a pod on `pod.node`."""
+        if pod.uid in self.pods:
+            self.remove(pod.uid)
+        if not pod.node:
+            raise ValueError(f"pod {pod.key}: a pod in the snapshot needs a node")
+        self.pods[pod.uid] = pod
+        self.by_node.setdefault(pod.node, {})[pod.uid] = pod
+        self.by_namespace.setdefault(pod.namespace, set()).add(pod.uid)
+        for k, v in pod.labels.items():
+            self._by_label.setdefault((pod.namespace, k, v), set()).add(pod.uid)
+            self._by_key.setdefault((pod.namespace, k), set()).add(pod.uid)
+        if pod.required_anti_affinity:
+            self.with_required_anti[pod.uid] = pod
+        if pod.has_affinity_terms:
+            self.with_terms[pod.uid] = pod
+        self.version += 1
+
+    def remove(self, uid: str) -> PodInfo | None:
+        pod = self.pods.pop(uid, None)
+        if pod is None:
+            return None
+        on = self.by_node.get(pod.node)
+        if on is not None:
+            on.pop(uid, None)
+            if not on:
+                del self.by_node[pod.node]
+        _discard(self.by_namespace, pod.namespace, uid)
+        for k, v in pod.labels.items():
+            _discard(self._by_label, (pod.namespace, k, v), uid)
+            _discard(self._by_key, (pod.namespace, k), uid)
+        self.with_required_anti.pop(uid, None)
+        self.with_terms.pop(uid, None)
+        self.version += 1
+        return pod
+
+    def set_namespace(self, name: str, labels: Mapping[str, str] | None) -> None:
+        """Record a Namespace's labels (None: it is gone) for namespaceSelectors."""
+        if labels is None:
+            self.namespace_labels.pop(name, None)
+        else:
+            self.namespace_labels[name] = dict(labels)
+        self.version += 1
+
+    def _namespaces(self, term_namespaces: frozenset[str], ns_selector: sel.Selector | None) -> Iterable[str]:
+        if ns_selector is None:
+            return term_namespaces
+        if ns_selector.everything:
+            return self.by_namespace.keys()
+        known = set(self.by_namespace)
+        return {n for n in known if n in term_namespaces
+                or ns_selector.matches(self.namespace_labels.get(n, {}))}
+
+    def select(self, selector: sel.Selector, namespaces: frozenset[str],
+               namespace_selector: sel.Selector | None = None) -> Iterator[PodInfo]:
+        """Pods in the given namespaces (plus those namespace_selector matches) that selector matches."""
+        if selector.nothing:
+            return
+        hint = selector.hint()
+        for ns in list(self._namespaces(namespaces, namespace_selector)):
+            if hint is None:
+                uids: Iterable[str] = self.by_namespace.get(ns, ())
+            elif hint.operator == "Exists":
+                uids = self._by_key.get((ns, hint.key), ())
+            else:
+                uids = [u for v in hint.values for u in self._by_label.get((ns, hint.key, v), ())]
+            for uid in uids:
+                pod = self.pods[uid]
+                if selector.matches(pod.labels):
+                    yield pod
+
+    def select_term(self, term: AffinityTerm) -> Iterator[PodInfo]:
+        """Pods an affinity term selects."""
+        return self.select(term.selector, term.namespaces, term.namespace_selector)
+
+
+def _discard(index: dict, key: object, uid: str) -> None:
+    s = index.get(key)
+    if s is not None:
+        s.discard(uid)
+        if not s:
+            del index[key]
+
+
+class TopologyIndex:
+    """Nodes by label: key -> value -> node names, kept with the nodes of the state."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, dict[str, set[str]]] = {}
+        self._labels: dict[str, dict[str, str]] = {}
+
+    def set_node(self, name: str, labels: Mapping[str, str] | None) -> None:
+        old = self._labels.pop(name, None)
+        for k, v in (old or {}).items():
+            values = self.by_key.get(k)
+            if values is not None:
+                nodes = values.get(v)
+                if nodes is not None:
+                    nodes.discard(name)
+                    if not nodes:
+                        del values[v]
+                if not values:
+                    del self.by_key[k]
+        if labels is not None:
+            self._labels[name] = dict(labels)
+            for k, v in labels.items():
+                self.by_key.setdefault(k, {}).setdefault(v, set()).add(name)
+
+    def value(self, node: str, key: str) -> str | None:
+        return self._labels.get(node, {}).get(key)
+
+    def domains(self, key: str) -> Mapping[str, set[str]]:
+        return self.by_key.get(key, {})

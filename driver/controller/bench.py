@@ -33,6 +33,7 @@ NS = "bench"
 @dataclass
 class Result:
     mode: str
+    constraints: str
     nodes: int
     gpus_per_node: int
     pods: int
@@ -62,9 +63,30 @@ def _slice(node: str, gpus: int) -> dict:
                      "devices": devices}}
 
 
-def _pod(i: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"pod-{i:05d}", "namespace": NS},
-            "spec": {"schedulerName": "gpu-dra-scheduler",
+APP_SIZE = 8  # pods per app label in the constraint variants
+
+
+def _constraints(i: int, constraints: str) -> tuple[dict, dict]:
+    """(labels, spec additions) of pod i: its app's 8 pods on 8 distinct nodes, by required
+    anti-affinity or by a maxSkew-1 DoNotSchedule spread over hostnames."""
+    if constraints == "none":
+        return {}, {}
+    app = f"app-{i // APP_SIZE}"
+    selector = {"matchLabels": {"app": app}}
+    kind = constraints if constraints != "mixed" else ("anti-affinity" if i % 2 == 0 else "spread")
+    if kind == "anti-affinity":
+        extra = {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}]}}}
+    else:
+        extra = {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector}]}
+    return {"app": app}, extra
+
+
+def _pod(i: int, constraints: str = "none") -> dict:
+    labels, extra = _constraints(i, constraints)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"pod-{i:05d}", "namespace": NS, "labels": labels},
+            "spec": {"schedulerName": "gpu-dra-scheduler", **extra,
                      "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
                      "containers": [{"name": "main", "image": "busybox",
                                      "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
@@ -77,9 +99,9 @@ def _parallel(fn: Any, items: list, threads: int = 8) -> None:
             pass
 
 
-def _pregenerated(kube: Kube, i: int) -> None:
+def _pregenerated(kube: Kube, i: int, constraints: str = "none") -> None:
     """A pod plus the claim the resourceclaim controller would generate for it (FACTS.md §7)."""
-    pod = kube.call(kube.core.create_namespaced_pod, NS, _pod(i))
+    pod = kube.call(kube.core.create_namespaced_pod, NS, _pod(i, constraints))
     meta = pod["metadata"]
     claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
              "metadata": {"generateName": f"{meta['name']}-gpu-", "namespace": NS,
@@ -93,7 +115,8 @@ def _pregenerated(kube: Kube, i: int) -> None:
     kube.call(kube.core.replace_namespaced_pod_status, meta["name"], NS, pod)
 
 
-def bench_decisions(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpack") -> Result:
+def bench_decisions(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpack",
+                    constraints: str = "none") -> Result:
     """Decisions only: the controller's view fed the same nodes and slices, `schedule` + assume per
     pod, no HTTP. Shows what the API round trips cost on top, and how decisions scale with nodes."""
     from driver.scheduler.cycle import Unschedulable, schedule
@@ -109,11 +132,12 @@ def bench_decisions(nodes: int, gpus_per_node: int, pods: int, strategy: str = "
         view.on_node("ADDED", None, n)
         view.on_slice("ADDED", None, _slice(n["metadata"]["name"], gpus_per_node))
     setup = time.monotonic() - t0
-    template = _pod(0)
     bound = 0
     start = time.monotonic()
     for i in range(pods):
-        pod = {"metadata": {"name": f"pod-{i:05d}", "namespace": NS, "uid": f"pod-uid-{i}"}, "spec": template["spec"]}
+        template = _pod(i, constraints)
+        pod = {"metadata": {"name": f"pod-{i:05d}", "namespace": NS, "uid": f"pod-uid-{i}",
+                            "labels": template["metadata"]["labels"]}, "spec": template["spec"]}
         claim = {"metadata": {"name": f"pod-{i:05d}-gpu", "namespace": NS, "uid": f"claim-uid-{i}"},
                  "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}}
         result = schedule(pod, [claim], view.state, view.classes, view.config, "2026-01-01T00:00:00Z")
@@ -122,12 +146,12 @@ def bench_decisions(nodes: int, gpus_per_node: int, pods: int, strategy: str = "
         view.assume(pod, result.node, {f"claim-uid-{i}": (claim["metadata"]["name"], result.allocations[claim["metadata"]["name"]])})
         bound += 1
     elapsed = time.monotonic() - start
-    return Result("decide", nodes, gpus_per_node, pods, strategy, round(elapsed, 3), round(bound / elapsed, 1),
+    return Result("decide", constraints, nodes, gpus_per_node, pods, strategy, round(elapsed, 3), round(bound / elapsed, 1),
                   round(1000 * elapsed / max(bound, 1), 3), bound, 0, round(setup, 2))
 
 
 def bench_once(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpack", binders: int = 8,
-               timeout: float = 600.0, mode: str = "pipeline") -> Result:
+               timeout: float = 600.0, mode: str = "pipeline", constraints: str = "none") -> Result:
     """One measurement on a fresh API server (see module docstring).
 
     mode "pipeline": pods are created while the resourceclaim controller and our controller run
@@ -162,7 +186,7 @@ def bench_once(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpa
                                                                 "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}}}
         kube.call(kube.resource.create_namespaced_resource_claim_template, NS, template)
         if mode == "scheduling":
-            _parallel(lambda i: _pregenerated(kube, i), list(range(pods)))
+            _parallel(lambda i: _pregenerated(kube, i, constraints), list(range(pods)))
         else:
             claims_ctl = ClaimController(new_client(str(path)))
             claims_ctl.start()
@@ -188,7 +212,7 @@ def bench_once(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpa
             setup = time.monotonic() - t0
             start = time.monotonic()
             watcher.start()
-            _parallel(lambda i: kube.call(kube.core.create_namespaced_pod, NS, _pod(i)), list(range(pods)))
+            _parallel(lambda i: kube.call(kube.core.create_namespaced_pod, NS, _pod(i, constraints)), list(range(pods)))
         finished = done.wait(timeout)
         elapsed = time.monotonic() - start
         done.set()
@@ -198,7 +222,7 @@ def bench_once(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpa
                             if s.labels.get("result") == "conflict" and s.name.endswith("_total")))
         if not finished:
             logger.warning("bench_timeout", bound=bound, pods=pods, timeout=timeout)
-        return Result(mode, nodes, gpus_per_node, pods, strategy, round(elapsed, 3), round(bound / elapsed, 1),
+        return Result(mode, constraints, nodes, gpus_per_node, pods, strategy, round(elapsed, 3), round(bound / elapsed, 1),
                       round(1000 * elapsed / max(bound, 1), 3), bound, conflicts, round(setup, 2))
     finally:
         if ctl is not None:
@@ -211,7 +235,7 @@ def bench_once(nodes: int, gpus_per_node: int, pods: int, strategy: str = "binpa
 
 def run_bench(node_counts: list[int], gpus_per_node: int, pods: int, strategy: str, binders: int, runs: int,
               timeout: float, as_json: bool, modes: tuple[str, ...] = ("scheduling", "pipeline"),
-              out: Any = sys.stdout) -> int:
+              out: Any = sys.stdout, constraints: str = "none") -> int:
     """Run each node count and mode `runs` times; print one line (or JSON object) per measurement + medians."""
     ok = True
     medians = []
@@ -222,15 +246,15 @@ def run_bench(node_counts: list[int], gpus_per_node: int, pods: int, strategy: s
         results = []
         for _ in range(runs):
             if mode == "decide":
-                r = bench_decisions(n, gpus_per_node, count, strategy)
+                r = bench_decisions(n, gpus_per_node, count, strategy, constraints)
             else:
-                r = bench_once(n, gpus_per_node, count, strategy, binders, timeout, mode)
+                r = bench_once(n, gpus_per_node, count, strategy, binders, timeout, mode, constraints)
             results.append(r)
             ok = ok and r.bound == count
             if as_json:
                 out.write(json.dumps(asdict(r)) + "\n")
             else:
-                out.write(f"{r.mode}: nodes={r.nodes} gpus/node={r.gpus_per_node} pods={r.pods} strategy={r.strategy}: "
+                out.write(f"{r.mode}: constraints={r.constraints} nodes={r.nodes} gpus/node={r.gpus_per_node} pods={r.pods} strategy={r.strategy}: "
                           f"{r.pods_per_second} pods/s, {r.ms_per_pod} ms/pod, bound {r.bound}, "
                           f"conflicts {r.conflicts} (setup {r.setup_seconds}s)\n")
             out.flush()

@@ -49,6 +49,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     d.set_defaults(func=_demo)
 
 
+CONSTRAINTS = ("none", "anti-affinity", "spread", "mixed")
+
+
 def register_bench(bench: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `gpu-dra bench controller`."""
     b = bench.add_parser("controller",
@@ -64,6 +67,9 @@ def register_bench(bench: "argparse._SubParsersAction[argparse.ArgumentParser]")
                    help="comma list: scheduling (claims pre-generated: our controller alone, over HTTP), "
                         "pipeline (pods created while the resourceclaim controller generates claims), "
                         "decide (decisions only, no HTTP)")
+    b.add_argument("--constraints", choices=CONSTRAINTS, default="none",
+                   help="what every pod carries: none, required anti-affinity on the hostname among the 8 pods of "
+                        "its app, a maxSkew-1 hostname topology spread constraint over them, or mixed (half each)")
     b.add_argument("--json", action="store_true", help="one JSON object per measurement")
     b.set_defaults(func=_bench)
 
@@ -168,5 +174,6 @@ def _bench(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     opts: dict[str, Any] = dict(modes=modes, gpus_per_node=args.gpus_per_node, pods=args.pods, strategy=args.strategy,
-                                binders=args.binders, runs=args.runs, timeout=args.timeout, as_json=args.json)
+                                binders=args.binders, runs=args.runs, timeout=args.timeout, as_json=args.json,
+                                constraints=args.constraints)
     return run_bench(nodes, **opts)

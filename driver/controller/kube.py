@@ -22,7 +22,7 @@ class Resource:
     """One watched collection: how to list it across namespaces with the official client."""
 
     kind: str  # "Pod", "Node", "ResourceSlice", ...
-    api: str  # "core" | "resource"
+    api: str  # "core" | "resource" | "storage" | "policy"
     method: str  # list method of the API class, all namespaces
     namespaced: bool
 
@@ -33,6 +33,12 @@ SLICES = Resource("ResourceSlice", "resource", "list_resource_slice", False)
 CLAIMS = Resource("ResourceClaim", "resource", "list_resource_claim_for_all_namespaces", True)
 CLASSES = Resource("DeviceClass", "resource", "list_device_class", False)
 TEMPLATES = Resource("ResourceClaimTemplate", "resource", "list_resource_claim_template_for_all_namespaces", True)
+# Read by the scheduler's constraints (namespaceSelector, VolumeBinding) and preemption (PDBs).
+NAMESPACES = Resource("Namespace", "core", "list_namespace", False)
+PVCS = Resource("PersistentVolumeClaim", "core", "list_persistent_volume_claim_for_all_namespaces", True)
+PVS = Resource("PersistentVolume", "core", "list_persistent_volume", False)
+STORAGE_CLASSES = Resource("StorageClass", "storage", "list_storage_class", False)
+PDBS = Resource("PodDisruptionBudget", "policy", "list_pod_disruption_budget_for_all_namespaces", True)
 
 
 def new_client(kubeconfig: str | None = None, pool_size: int = 32) -> client.ApiClient:
@@ -60,9 +66,11 @@ class Kube:
         self.core = client.CoreV1Api(self.api_client)
         self.resource = client.ResourceV1Api(self.api_client)
         self.coordination = client.CoordinationV1Api(self.api_client)
+        self.storage = client.StorageV1Api(self.api_client)
+        self.policy = client.PolicyV1Api(self.api_client)
 
     def _api(self, res: Resource) -> Any:
-        return self.core if res.api == "core" else self.resource
+        return {"core": self.core, "resource": self.resource, "storage": self.storage, "policy": self.policy}[res.api]
 
     def list_raw(self, res: Resource, **kw: Any) -> dict:
         """One LIST as a dict (items + metadata.resourceVersion), following `continue` pages."""

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 
 from driver import log
 from driver.scheduler.cycle import Unschedulable, schedule
+from driver.scheduler.podinfo import PodInfo
+from driver.scheduler.preemption import NotPreempting, preempt
+from driver.scheduler.state import Placement
 from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller import kube as k
 from driver.controller.informers import Informer, wait_all_synced
@@ -36,7 +39,7 @@ from driver.controller.podclaims import pinned_to, resolve_claims
 from driver.controller.queue import Backoff, WorkQueue, serve
 from driver.controller.releaser import Releaser
 from driver.controller.status import build_report
-from driver.controller.view import ClusterView, pod_is_done, rv_newer
+from driver.controller.view import ClusterView, pod_claim_keys, pod_is_done, rv_newer
 from driver.controller.writer import WriteError, Writer
 
 logger = log.get(__name__)
@@ -55,6 +58,7 @@ class ControllerConfig:
     leader: LeaseConfig | None = None  # None: no election, schedule at once
     sync_timeout: float = 60.0
     release: bool = True  # run the releaser (turn off when another component owns releases)
+    preemption: bool = True  # DefaultPreemption for pods with a priority above 0
 
 
 class Controller:
@@ -74,7 +78,16 @@ class Controller:
         self.claims = Informer(kube, k.CLAIMS)
         self.classes = Informer(kube, k.CLASSES)
         self.templates = Informer(kube, k.TEMPLATES)
-        self.informers = [self.classes, self.templates, self.nodes, self.slices, self.claims, self.pods]
+        self.namespaces = Informer(kube, k.NAMESPACES)
+        self.pvcs = Informer(kube, k.PVCS)
+        self.pvs = Informer(kube, k.PVS)
+        self.storage_classes = Informer(kube, k.STORAGE_CLASSES)
+        self.pdbs = Informer(kube, k.PDBS)
+        # Not required to start: they sharpen constraints (namespaceSelector, volumes, PDBs) on
+        # clusters that grant them; a controller without that RBAC still schedules everything else.
+        self.optional = [self.templates, self.namespaces, self.pvcs, self.pvs, self.storage_classes, self.pdbs]
+        self.informers = [self.classes, self.templates, self.namespaces, self.pvcs, self.pvs, self.storage_classes,
+                          self.pdbs, self.nodes, self.slices, self.claims, self.pods]
         self._pod_by_uid: dict[str, str] = {}
         self._awaiting: dict[str, set[str]] = {}  # claim key -> pods waiting for it to exist
         self._in_flight: set[str] = set()
@@ -99,6 +112,9 @@ class Controller:
         self.slices.add_handler(self._on_slice)
         self.claims.add_handler(self._on_claim)
         self.pods.add_handler(self._on_pod)
+        self.namespaces.add_handler(self._on_namespace)
+        for inf, kind in ((self.pvcs, "pvc"), (self.pvs, "pv"), (self.storage_classes, "storageclass")):
+            inf.add_handler(lambda e, o, n, kind=kind: self._on_volume(kind, e, o, n))
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -109,7 +125,7 @@ class Controller:
             inf.start()
         # Templates only sharpen a message ("template not found"); without RBAC for them the
         # controller still works, so they do not hold up the start.
-        required = [inf for inf in self.informers if inf is not self.templates]
+        required = [inf for inf in self.informers if inf not in self.optional]
         if not wait_all_synced(required, self.cfg.sync_timeout):
             self.stop()
             raise TimeoutError(f"controller: caches not synced within {self.cfg.sync_timeout}s (is the API reachable?)")
@@ -157,7 +173,7 @@ class Controller:
         return self._leading.is_set()
 
     def healthy(self) -> bool:
-        return not self._stop.is_set() and all(inf.wait_synced(0) for inf in self.informers if inf is not self.templates)
+        return not self._stop.is_set() and all(inf.wait_synced(0) for inf in self.informers if inf not in self.optional)
 
     def _started_leading(self) -> None:
         if self.cfg.leader is not None:
@@ -241,6 +257,14 @@ class Controller:
         if new is not None and self.cfg.release and self.releaser.needs_release(new):
             self.releases.add(k.key_of(new))
 
+    def _on_namespace(self, event: str, old: dict | None, new: dict | None) -> None:
+        self.view.on_namespace(event, old, new)
+        self.queue.cluster_changed()
+
+    def _on_volume(self, kind: str, event: str, old: dict | None, new: dict | None) -> None:
+        self.view.on_volume(kind, event, old, new)
+        self.queue.cluster_changed()
+
     def _on_pod(self, event: str, old: dict | None, new: dict | None) -> None:
         self.view.on_pod(event, old, new)
         obj = new or old or {}
@@ -275,13 +299,11 @@ class Controller:
             and not spec.get("nodeName")
             and not pod["metadata"].get("deletionTimestamp")
             and not pod_is_done(pod)
+            and not spec.get("schedulingGates")  # gated: never scheduled, no claim allocated (PreEnqueue)
         )
 
     def _claim_keys(self, pod: dict) -> list[str]:
-        ns = pod["metadata"].get("namespace", "")
-        names = [s.get("resourceClaimName") for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []]
-        names += [c.get("resourceClaimName") for c in (pod.get("spec") or {}).get("resourceClaims") or []]
-        return [f"{ns}/{n}" for n in names if n]
+        return pod_claim_keys(pod)
 
     # ---- scheduling worker -----------------------------------------------------------------
 
@@ -355,6 +377,7 @@ class Controller:
             reason = result.reason
             if nodes:
                 reason = f"{reason} (a claim of the pod is already allocated on node {next(iter(nodes))})"
+            reason += self._preempt_for(pod, target, pending, result, floating, now)
             self.metrics.attempts.labels("unschedulable").inc()
             self.metrics.latency.labels("unschedulable").observe(time.monotonic() - started)
             self._report(pod, reason)
@@ -418,6 +441,34 @@ class Controller:
         if first is not None:
             self.metrics.e2e.observe(time.monotonic() - first)
         logger.debug("pod_bound", pod=key, node=node, claims=len(claims))
+
+    # ---- preemption -----------------------------------------------------------------------
+
+    def _freed(self, victim: PodInfo) -> list[Placement]:
+        return self.view.freed_by(victim, self.claims.get)
+
+    def _preempt_for(self, pod: dict, target: dict, pending: list[dict], failed: Unschedulable,
+                     floating: list[dict], now: str) -> str:
+        """Try DefaultPreemption; evict the victims it names. Returns text for the pod's message."""
+        if not self.cfg.preemption:
+            return ""
+        with self.view.lock:
+            outcome = preempt(target, pending, self.view.state, failed, self._freed, self.pdbs.items(),
+                              classes=self.view.classes, now=now, allocated=floating)
+        if isinstance(outcome, NotPreempting):
+            return f" preemption: {outcome.reason}"
+        key = k.key_of(pod)
+        logger.info("preempting", pod=key, node=outcome.node, victims=[v.key for v in outcome.victims],
+                    pdb_violations=outcome.pdb_violations)
+        try:
+            self.writer.nominate(pod, outcome.node)
+            for v in outcome.victims:
+                self.writer.evict(dict(v.obj), pod, outcome.node)
+        except WriteError as exc:
+            logger.warning("preemption_failed", pod=key, error=str(exc))
+            return f" preemption: {exc}"
+        self.metrics.attempts.labels("preempting").inc()
+        return f" preemption: evicting {len(outcome.victims)} pod(s) on node {outcome.node}."
 
     def _report(self, pod: dict, message: str) -> None:
         """PodScheduled=False + a FailedScheduling event, once per distinct message."""

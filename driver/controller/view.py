@@ -27,10 +27,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from driver import log
+from driver.scheduler.labels import SelectorError
 from driver.scheduler.plugins import noderesources as nodefit
+from driver.scheduler.podinfo import PodInfo, pod_info
 from driver.allocator.inventory import NodeInventory, SliceError, build_inventories, build_shared_inventory, slice_nodes
 from driver.scheduler.cycle import ClusterState, Placement
 from driver.scheduler.packing.scoring import PackingConfig
@@ -250,6 +252,9 @@ class ClusterView:
                     return  # informer has not seen our binding yet
             acct = self.pods.get(uid)
             if acct is not None and acct.node == node:
+                if new is not None and _pod_index_fields(new) != _pod_index_fields(acct.obj):
+                    acct.obj = new  # labels or termination changed: what the inter-pod constraints see
+                    self._index_pod(uid, node, new)
                 return
             if acct is not None:
                 self._uncount(self._pop("pod", uid))
@@ -317,6 +322,27 @@ class ClusterView:
             acct = self.claims.get(uid)
             return (acct.node if acct else self._claim_node(alloc)) or None
 
+    def freed_by(self, victim: PodInfo, claim: Callable[[str], dict | None]) -> list[Placement]:
+        """What evicting `victim` frees (preemption): its cpu/memory/pod slot and the node-local
+        devices of the claims it alone reserves (a claim another pod also uses stays allocated).
+        `claim` looks a claim up by "namespace/name"."""
+        with self.lock:
+            out = []
+            acct = self.pods.get(victim.uid)
+            if acct is not None and acct.placement is not None:
+                out.append(acct.placement)
+            for key in pod_claim_keys(victim.obj):
+                obj = claim(key)
+                if obj is None:
+                    continue
+                reserved = {r.get("uid") for r in (obj.get("status") or {}).get("reservedFor") or []}
+                if reserved - {victim.uid}:
+                    continue
+                cacct = self.claims.get(obj["metadata"].get("uid", ""))
+                if cacct is not None and cacct.placement is not None:
+                    out.append(cacct.placement)
+            return out
+
     # ---- internals -------------------------------------------------------------------------
 
     def _claim_node(self, alloc: Mapping[str, Any]) -> str:
@@ -325,6 +351,8 @@ class ClusterView:
 
     def _pop(self, kind: str, uid: str) -> _Acct | None:
         acct = (self.claims if kind == "claim" else self.pods).pop(uid, None)
+        if kind == "pod":
+            self.state.pods.remove(uid)
         if acct is not None:
             on_node = self._by_node.get(acct.node)
             if on_node is not None:
@@ -404,6 +432,35 @@ class ClusterView:
         self.pods[uid] = acct
         self._by_node.setdefault(node, set()).add(("pod", uid))
         self._place_pod(acct)
+        self._index_pod(uid, node, pod)
+
+    def _index_pod(self, uid: str, node: str, pod: dict) -> None:
+        """Put the pod in the snapshot's pod index (affinity, spread, ports, preemption)."""
+        try:
+            info = pod_info(pod, node)
+        except (nodefit.PodSpecError, SelectorError) as exc:
+            logger.error("bad_pod", pod=(pod.get("metadata") or {}).get("name"), error=str(exc))
+            info = None
+        self.state.pods.remove(uid)
+        if info is not None:
+            info.uid = uid
+            self.state.pods.add(info)
+
+    def on_namespace(self, event: str, old: dict | None, new: dict | None) -> None:
+        obj = new or old or {}
+        name = (obj.get("metadata") or {}).get("name", "")
+        with self.lock:
+            self.state.pods.set_namespace(name, None if new is None else (new["metadata"].get("labels") or {}))
+
+    def on_volume(self, kind: str, event: str, old: dict | None, new: dict | None) -> None:
+        """A PersistentVolumeClaim, PersistentVolume or StorageClass changed (VolumeBinding reads them)."""
+        obj = new or old or {}
+        meta = obj.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}" if kind == "pvc" else str(meta.get("name", ""))
+        setter = {"pvc": self.state.volumes.set_pvc, "pv": self.state.volumes.set_pv,
+                  "storageclass": self.state.volumes.set_storage_class}[kind]
+        with self.lock:
+            setter(key, new)
 
     def _place_pod(self, acct: _Acct) -> None:
         try:
@@ -465,6 +522,22 @@ def _pools_of(allocation: Mapping[str, Any]) -> set[tuple[str, str]]:
     """(driver, pool) of every device an allocation names."""
     return {(str(r.get("driver", "")), str(r.get("pool", "")))
             for r in ((allocation.get("devices") or {}).get("results")) or []}
+
+
+def pod_claim_keys(pod: Mapping[str, Any]) -> list[str]:
+    """"namespace/name" of every ResourceClaim a pod uses: its resourceClaimStatuses, the claims it
+    names, and its DRA extended-resource claim."""
+    ns = (pod.get("metadata") or {}).get("namespace", "")
+    status = pod.get("status") or {}
+    names = [s.get("resourceClaimName") for s in status.get("resourceClaimStatuses") or []]
+    names += [c.get("resourceClaimName") for c in (pod.get("spec") or {}).get("resourceClaims") or []]
+    names.append((status.get("extendedResourceClaimStatus") or {}).get("resourceClaimName"))
+    return list(dict.fromkeys(f"{ns}/{n}" for n in names if n))
+
+
+def _pod_index_fields(pod: Mapping[str, Any]) -> tuple:
+    meta = pod.get("metadata") or {}
+    return repr(sorted((meta.get("labels") or {}).items())), bool(meta.get("deletionTimestamp"))
 
 
 def _node_fields(node: dict) -> tuple:

@@ -242,6 +242,45 @@ class Writer:
                 if (pod.get("spec") or {}).get("nodeName"):
                     return
 
+    # ---- preemption -------------------------------------------------------------------------
+
+    def nominate(self, pod: dict, node: str | None) -> None:
+        """status.nominatedNodeName (merge patch of pods/status): where the pod waits for its victims."""
+        meta = pod["metadata"]
+        body = {"status": {"nominatedNodeName": node}}
+        try:
+            self.kube.call(self.kube.core.patch_namespaced_pod_status, meta["name"], meta["namespace"], body)
+        except Exception as exc:  # noqa: BLE001
+            code, text = api_error(exc)
+            raise WriteError(f"pod {meta['namespace']}/{meta['name']}: set nominatedNodeName", code, text) from exc
+
+    def evict(self, victim: dict, preemptor: dict, node: str) -> None:
+        """Preempt `victim`: a DisruptionTarget condition, an Event, then a graceful delete (uid
+        precondition: never a newer pod of the same name). Gone already counts as done."""
+        meta = victim["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        core = self.kube.core
+        message = f"{self.scheduler_name}: preempting to accommodate a higher priority pod"
+        status = dict(victim.get("status") or {})
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+        conds.append({"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                      "message": message, "lastTransitionTime": _now(), "lastProbeTime": None})
+        status["conditions"] = conds
+        try:
+            self.kube.call(core.replace_namespaced_pod_status, name, ns, dict(victim, status=status))
+        except Exception as exc:  # noqa: BLE001 - the delete below is what frees the node
+            logger.info("disruption_condition_failed", pod=f"{ns}/{name}", error=api_error(exc)[1])
+        pmeta = preemptor["metadata"]
+        self.event(victim, "Preempted", f"Preempted by pod {pmeta.get('uid')} on node {node}", "Normal")
+        try:
+            self.kube.call(core.delete_namespaced_pod, name, ns,
+                           body={"preconditions": {"uid": meta.get("uid")}})
+        except Exception as exc:  # noqa: BLE001
+            code, text = api_error(exc)
+            if code in (404, 409):
+                return
+            raise WriteError(f"pod {ns}/{name}: delete (preempted)", code, text) from exc
+
     def event(self, pod: dict, reason: str, message: str, type_: str = "Warning") -> None:
         """A core/v1 Event about the pod (best effort: events are advisory)."""
         meta = pod["metadata"]

@@ -1,76 +1,107 @@
-"""The scheduling cycle: filters, packing score, the allocator on the chosen node.
+"""The scheduling cycle: filters, scores, the packing choice and the allocator on the chosen node.
 
 Pure: data in, decision out. `schedule` reads a `ClusterState` (state.py) and returns a
 `Placement` or an `Unschedulable`; the caller commits what it wrote.
+
+The order is kube-scheduler's: the plugins' prefilters run once per pod (plugins/registry.py);
+then node groups are taken best packing cost first (state.py: nodes with equal state are scored
+once), cordons and taints are checked per group, every per-node filter per node, and the DRA
+allocator on the first node that passes them all. When the pod has soft preferences (preferred
+affinity, ScheduleAnyway spread, PreferNoSchedule taints in the cluster), every feasible node is
+scored instead: the packing rank (100 best .. 0 worst) times the Packing weight plus each
+plugin's normalized score times its weight, and the allocator runs from the best total down.
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable, Mapping
+from collections import Counter
+from typing import Any, Callable, Iterable, Mapping
 
 from driver import log
 from driver.allocator.allocate import AllocationFailure, AllocationResult, allocate, allocated_on_node
+from driver.scheduler import labels as sel
+from driver.scheduler.framework import Checks, CycleContext, Rejection
 from driver.scheduler.packing import adapter
 from driver.scheduler.packing.scoring import ConfigError, Evaluation, PackingConfig, Scorer, Shape, strategy_for
 from driver.scheduler.plugins import noderesources as nodefit
+from driver.scheduler.plugins import registry
+from driver.scheduler.podinfo import pod_info
 from driver.scheduler.state import ClusterState, Group, NodeState, Placement
 
 logger = log.get(__name__)
 
-class Unschedulable:
-    """Why no node could take the pod: a kube-scheduler-style summary ("0/N nodes are available: ...").
+NodeReasons = dict[str, Rejection]
 
-    The per-node-group explanation is computed on first access only: a busy scheduler (or a trace
-    replay) that just needs to know "not now" does not pay for it.
+
+class Unschedulable:
+    """Why no node could take the pod: kube-scheduler's summary ("0/N nodes are available: ...").
+
+    The per-node explanation is computed on first access only: a busy scheduler (or a trace
+    replay) that just needs to know "not now" does not pay for it. `rejections` maps each node
+    to the first filter that refused it (preemption reads `unresolvable` from it); `rejection` is
+    set instead when no node was even considered (a gated pod, an unreadable spec).
     """
 
-    def __init__(self, pod: str, total: int, counts: dict[str, int] | None = None,
-                 explain: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self, pod: str, total: int, rejection: Rejection | None = None,
+                 explain: Callable[[], NodeReasons] | None = None) -> None:
         self.pod = pod
         self.total = total
-        self._counts = counts
+        self.rejection = rejection
         self._explain = explain
+        self._rejections: NodeReasons | None = None if explain else {}
+
+    @property
+    def rejections(self) -> NodeReasons:
+        if self._rejections is None:
+            self._rejections = self._explain() if self._explain else {}
+        return self._rejections
 
     @property
     def counts(self) -> dict[str, int]:
         """Nodes per reason."""
-        if self._counts is None:
-            self._counts = self._explain() if self._explain else {}
-        return self._counts
+        if self.rejection is not None:
+            return {self.rejection.reason: self.total}
+        return dict(Counter(r.reason for r in self.rejections.values()))
 
     @property
     def reason(self) -> str:
-        return _summary(self.total, self.counts)
+        if self.rejection is not None and self.rejection.plugin in ("PreFilter", "SchedulingGates", "VolumeBinding"):
+            return self.rejection.reason  # about the pod, not the nodes
+        return summary(self.total, self.counts)
 
     def __repr__(self) -> str:
         return f"Unschedulable({self.pod!r}, {self.reason!r})"
 
 
+def summary(total: int, counts: Mapping[str, int]) -> str:
+    """kube-scheduler's FitError text: "0/N nodes are available: <n reason>, ... ." (sorted as upstream sorts
+    the "<n> <reason>" strings)."""
+    parts = ", ".join(sorted(f"{n} {reason}" for reason, n in counts.items()))
+    return f"0/{total} nodes are available: {parts}." if parts else f"0/{total} nodes are available."
 
 
-def _fits_labels(selector: dict, affinity: Any, pinned_ok: Any, node: NodeState) -> bool:
-    if not nodefit.labels_match(selector, affinity, node.name, node.labels):
-        return False
-    return pinned_ok is None or pinned_ok(node.name, node.labels)
+def _first_rejection(filters: Iterable[Checks], node: NodeState) -> Rejection | None:
+    for c in filters:
+        r = c.filter(node)  # type: ignore[misc]
+        if r is not None:
+            return r
+    return None
 
 
-def _summary(total: int, counts: dict[str, int]) -> str:
-    parts = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return f"0/{total} nodes are available: {parts}" if parts else f"0/{total} nodes are available"
-
-
-def _group_reason(group: Group, pod: Mapping[str, Any], requests: nodefit.Resources, shape: Shape) -> str:
+def _resource_reason(group: Group, requests: nodefit.Resources) -> str | None:
     cpu, mem = group.state[0], group.state[1]
-    why = nodefit.untolerated(pod, group.taints, group.unschedulable)
-    if why:
-        return why
-    if requests.cpu > cpu:
-        return "insufficient cpu"
-    if requests.memory > mem:
-        return "insufficient memory"
+    reasons = []
     if group.pods_free < requests.pods:
-        return "too many pods"
+        reasons.append("Too many pods")
+    if requests.cpu > cpu:
+        reasons.append("Insufficient cpu")
+    if requests.memory > mem:
+        reasons.append("Insufficient memory")
+    return ", ".join(reasons) or None
+
+
+def _device_reason(group: Group, shape: Shape) -> str:
     for r in shape.requests:
         mask = group.klass.mask(r.mask)
         if not any(mask):
@@ -86,47 +117,74 @@ def _allocate_on(node: NodeState, prepared: Any, shape: Shape, ev: Evaluation, s
     return allocate(prepared, node.inventory, node.usage, {}, chooser=chooser, now=now)
 
 
+def _pinned_checks(allocated: list[Mapping[str, Any]]) -> Checks:
+    """A pod whose claim is already allocated (shared with another pod) goes where that allocation is."""
+    why = Rejection("DynamicResources", "node(s) not where the pod's allocated claim is", unresolvable=True)
+
+    def pinned(node: NodeState) -> Rejection | None:
+        return None if all(allocated_on_node(c, node.name, node.labels) for c in allocated) else why
+    return Checks("DynamicResources", filter=pinned)
+
+
 def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: ClusterState,
              classes: Mapping[str, Mapping[str, Any]] | None = None, config: PackingConfig | None = None,
              now: str | None = None, observe: bool = True,
-             allocated: list[Mapping[str, Any]] = ()) -> Placement | Unschedulable:
+             allocated: list[Mapping[str, Any]] = (), nodes: Iterable[str] | None = None) -> Placement | Unschedulable:
     """Choose the node and devices for `pod` whose not yet allocated claims are `claims`.
 
     `allocated` are the pod's claims that already carry an allocation (shared with another pod):
-    they are not allocated again, and the pod can only go where their allocations point.
+    they are not allocated again, and the pod can only go where their allocations point. `nodes`
+    limits the search to these nodes (preemption tries one node at a time).
     Changes nothing in `state` but the learned workload (`observe`: the pod counts as arrived);
     call `state.commit(placement)` once its allocations are written. `classes` (DeviceClass dicts
     by name) and `config` default to the state's own.
     """
     name = (pod.get("metadata") or {}).get("name", "")
     config = config or state.config
+    total = len(state.nodes)
     try:
         strategy = strategy_for(pod, config)
-        requests = nodefit.pod_requests(pod)
+        info = pod_info(pod)
+        requests = info.requests
         prepared = adapter.prepare_claims(list(claims), state.classes if classes is None else classes)
-    except (ConfigError, nodefit.PodSpecError, adapter.ClaimShapeError) as exc:
-        return Unschedulable(name, len(state.nodes), {str(exc): len(state.nodes)})
+    except (ConfigError, nodefit.PodSpecError, adapter.ClaimShapeError, sel.SelectorError) as exc:
+        return Unschedulable(name, total, Rejection("PreFilter", str(exc), unresolvable=True))
+    ctx = CycleContext(pod, info, state, config)
+    plan = registry.prefilter(ctx)
+    if plan.rejection is not None:
+        return Unschedulable(name, total, plan.rejection)
+    filters = list(plan.filters)
+    if allocated:
+        filters.append(_pinned_checks(list(allocated)))
+    only = set(nodes) if nodes is not None else None
     shape = adapter.pod_shape(requests.cpu, requests.memory, prepared)
     scorer = state.scorer
     if observe:
         scorer.observe(shape)
-    selector, affinity = nodefit.label_requirements(pod)
-    if allocated:  # pinned by a shared claim: fold it into the label requirements
-        pinned = list(allocated)
-
-        def pinned_ok(node_name: str, labels: Mapping[str, str]) -> bool:
-            return all(allocated_on_node(c, node_name, labels) for c in pinned)
-    else:
-        pinned_ok = None  # type: ignore[assignment]
-    has_labels = bool(selector) or affinity is not None or bool(allocated)
 
     ranking = state.ranking(strategy, shape, scorer.cache_key(strategy, shape))
     heap = ranking.heap
-    set_aside: list[tuple] = []  # valid entries this pod cannot use (taints, labels, allocator says no)
-    failures: dict[Any, str] = {}
+    set_aside: list[tuple] = []  # valid entries this pod cannot use, or all of them when scoring
+    failures: dict[Any, AllocationFailure] = {}
     placement: Placement | None = None
     permanent: str | None = None
     taint_ok: dict[tuple, bool] = {}
+    candidates: list[tuple[tuple, NodeState]] = []  # (heap entry, node) when scoring
+    scoring = bool(plan.scores)
+
+    def try_node(entry: tuple, node: NodeState) -> bool:
+        nonlocal placement, permanent
+        cost, _, group, ev = entry
+        result = _allocate_on(node, prepared, shape, ev, scorer, strategy, now)
+        if not result:
+            failures[group.key] = result
+            if result.permanent:
+                permanent = result.reason
+            return False
+        allocations = {c.claim.name: c.allocation for c in result.claims}
+        placement = Placement(name, node.name, allocations, cost, strategy, requests, tuple(result.picks))
+        return True
+
     while heap and placement is None and permanent is None:
         entry = heap[0]
         cost, _, group, ev = entry
@@ -142,58 +200,85 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
             if not ok:
                 continue
         for node in list(group.nodes.values()):
-            if has_labels and not _fits_labels(selector, affinity, pinned_ok, node):
+            if only is not None and node.name not in only:
                 continue
-            result = _allocate_on(node, prepared, shape, ev, scorer, strategy, now)
-            if not result:
-                failures[group.key] = result.reason
-                if result.permanent:
-                    permanent = result.reason
-                break  # every node of the group would give the same answer
-            allocations = {c.claim.name: c.allocation for c in result.claims}
-            placement = Placement(name, node.name, allocations, cost, strategy, requests, tuple(result.picks))
-            break
+            if filters and _first_rejection(filters, node) is not None:
+                continue
+            if scoring:
+                candidates.append((entry, node))
+                continue
+            try_node(entry, node)
+            break  # placed, or every node of the group would give the same allocator answer
+    if scoring and candidates:
+        tried: set[Any] = set()
+        for entry, node in _by_total(candidates, plan.scores, config):
+            group = entry[2]
+            if group.key in failures and group.key in tried:
+                continue  # the allocator already said no for this group state
+            tried.add(group.key)
+            if try_node(entry, node) or permanent is not None:
+                break
     for entry in set_aside:
         heapq.heappush(heap, entry)
     if placement is not None:
         return placement
     if permanent is not None:
-        return Unschedulable(name, len(state.nodes), {permanent: len(state.nodes)})
+        return Unschedulable(name, total, Rejection("DynamicResources", permanent, unresolvable=True))
 
-    def explain() -> dict[str, int]:
-        return _reasons(pod, state, prepared, requests, shape, selector, affinity, failures, now, pinned_ok)
+    def explain() -> NodeReasons:
+        return _rejections(ctx, state, filters, prepared, requests, shape, failures, now, only)
 
-    return Unschedulable(name, len(state.nodes), None, explain)
+    return Unschedulable(name, total, None, explain)
 
 
-def _reasons(pod: Mapping[str, Any], state: ClusterState, prepared: Any, requests: nodefit.Resources, shape: Shape,
-             selector: dict, affinity: Any, failures: dict[Any, str], now: str | None,
-             pinned_ok: Callable[[str, Mapping[str, str]], bool] | None = None) -> dict[str, int]:
-    """Nodes per reason; device reasons come from the real allocator, run on one node per group."""
-    has_labels = bool(selector) or affinity is not None or pinned_ok is not None
-    counts: dict[str, int] = {}
+def _by_total(candidates: list[tuple[tuple, NodeState]], scores: list[Checks], config: PackingConfig
+              ) -> list[tuple[tuple, NodeState]]:
+    """Candidates best first: packing rank and every plugin's normalized score, weighted."""
+    costs = sorted({entry[0] for entry, _ in candidates})
+    rank = {c: i for i, c in enumerate(costs)}
+    span = max(1, len(costs) - 1)
+    w_pack = config.weight("Packing")
+    total = {n.name: w_pack * 100.0 * (span - rank[e[0]]) / span if len(costs) > 1 else w_pack * 100.0
+             for e, n in candidates}
+    for c in scores:
+        raw = {n.name: float(c.score(n)) for _, n in candidates}  # type: ignore[misc]
+        norm = c.normalize(raw) if c.normalize else raw
+        w = config.weight(c.plugin)
+        for n, v in norm.items():
+            total[n] += w * v
+    return sorted(candidates, key=lambda en: (-total[en[1].name], en[0][0], en[0][1], en[1].name))
+
+
+def _rejections(ctx: CycleContext, state: ClusterState, filters: list[Checks], prepared: Any,
+                requests: nodefit.Resources, shape: Shape, failures: dict[Any, AllocationFailure], now: str | None,
+                only: set[str] | None) -> NodeReasons:
+    """Each node's first refusal in kube-scheduler's filter order: cordon and taints, the plugins'
+    filters, resources, then devices (from the real allocator, run on one node per group)."""
+    out: NodeReasons = {}
+    pod = ctx.pod
     for group in state.groups.values():
-        nodes = list(group.nodes.values())
-        if has_labels:
-            misfits = sum(1 for n in nodes if not _fits_labels(selector, affinity, None, n))
-            if misfits:
-                key = "node(s) didn't match node selector/affinity"
-                counts[key] = counts.get(key, 0) + misfits
-            away = 0
-            if pinned_ok is not None:
-                away = sum(1 for n in nodes if _fits_labels(selector, affinity, None, n) and not pinned_ok(n.name, n.labels))
-                if away:
-                    key = "node(s) not where the pod's allocated claim is"
-                    counts[key] = counts.get(key, 0) + away
-            rest = len(nodes) - misfits - away
-        else:
-            rest = len(nodes)
-        if not rest:
+        nodes = [n for n in group.nodes.values() if only is None or n.name in only]
+        if not nodes:
             continue
-        reason = failures.get(group.key) or _group_reason(group, pod, requests, shape)
-        if reason.startswith("no device") or reason.startswith("fewer than") or reason == "claims cannot be allocated":
-            result = allocate(prepared, nodes[0].inventory, nodes[0].usage, {}, now=now)
-            if not result:
-                reason = result.reason
-        counts[reason] = counts.get(reason, 0) + rest
-    return counts
+        why = nodefit.untolerated(pod, group.taints, group.unschedulable)
+        if why:
+            plugin = "NodeUnschedulable" if group.unschedulable and "unschedulable" in why else "TaintToleration"
+            for n in nodes:
+                out[n.name] = Rejection(plugin, why, unresolvable=True)
+            continue
+        res = _resource_reason(group, requests)
+        device: Rejection | None = None
+        for n in nodes:
+            r = _first_rejection(filters, n) if filters else None
+            if r is None and res:
+                r = Rejection("NodeResourcesFit", res)
+            if r is None:
+                if device is None:
+                    failure = failures.get(group.key)
+                    if failure is None:
+                        failure = allocate(prepared, n.inventory, n.usage, {}, now=now)
+                    reason = failure.reason if not failure else _device_reason(group, shape)
+                    device = Rejection("DynamicResources", reason)
+                r = device
+            out[n.name] = r
+    return out

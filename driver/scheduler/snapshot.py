@@ -33,6 +33,11 @@ class PodIndex:
         self.with_required_anti: dict[str, PodInfo] = {}
         self.with_terms: dict[str, PodInfo] = {}
         self.namespace_labels: dict[str, dict[str, str]] = {}
+        # Existing pods' affinity terms by what they select (their selector's hint): the terms that
+        # may select an incoming pod are found from its labels, not by walking every such pod.
+        self._terms_by_label: dict[tuple[str, str], set[tuple[str, str, int]]] = {}
+        self._terms_by_key: dict[str, set[tuple[str, str, int]]] = {}
+        self._terms_unhinted: set[tuple[str, str, int]] = set()
         self.version = 0  # bumped on every change: lets callers cache per snapshot version
 
     def __len__(self) -> int:
@@ -60,6 +65,8 @@ class PodIndex:
             self.with_required_anti[pod.uid] = pod
         if pod.has_affinity_terms:
             self.with_terms[pod.uid] = pod
+            for ref, term in _term_refs(pod):
+                self._index_term(ref, term, add=True)
         self.version += 1
 
     def remove(self, uid: str) -> PodInfo | None:
@@ -76,9 +83,37 @@ class PodIndex:
             _discard(self._by_label, (pod.namespace, k, v), uid)
             _discard(self._by_key, (pod.namespace, k), uid)
         self.with_required_anti.pop(uid, None)
-        self.with_terms.pop(uid, None)
+        if self.with_terms.pop(uid, None) is not None:
+            for ref, term in _term_refs(pod):
+                self._index_term(ref, term, add=False)
         self.version += 1
         return pod
+
+    def _index_term(self, ref: tuple[str, str, int], term: AffinityTerm, add: bool) -> None:
+        hint = term.selector.hint()
+        if hint is None:
+            (self._terms_unhinted.add if add else self._terms_unhinted.discard)(ref)
+        elif hint.operator == "Exists":
+            (_add if add else _discard)(self._terms_by_key, hint.key, ref)
+        else:
+            for v in hint.values:
+                (_add if add else _discard)(self._terms_by_label, (hint.key, v), ref)
+
+    def terms_selecting(self, pod: PodInfo) -> Iterator[tuple[PodInfo, str, int, AffinityTerm]]:
+        """Existing pods' affinity terms that select `pod`: (owner, kind, weight, term), kind one of
+        "requiredAffinity", "requiredAntiAffinity", "preferredAffinity", "preferredAntiAffinity"
+        (weight 0 for required terms). The owner itself is left out."""
+        refs: set[tuple[str, str, int]] = set(self._terms_unhinted)
+        for k, v in pod.labels.items():
+            refs.update(self._terms_by_label.get((k, v), ()))
+            refs.update(self._terms_by_key.get(k, ()))
+        for uid, kind, i in sorted(refs):
+            owner = self.pods.get(uid)
+            if owner is None or uid == pod.uid:
+                continue
+            weight, term = _term_at(owner, kind, i)
+            if term.selects(pod, self.namespace_labels):
+                yield owner, kind, weight, term
 
     def set_namespace(self, name: str, labels: Mapping[str, str] | None) -> None:
         """Record a Namespace's labels (None: it is gone) for namespaceSelectors."""
@@ -120,7 +155,34 @@ class PodIndex:
         return self.select(term.selector, term.namespaces, term.namespace_selector)
 
 
-def _discard(index: dict, key: object, uid: str) -> None:
+_KINDS = ("requiredAffinity", "requiredAntiAffinity", "preferredAffinity", "preferredAntiAffinity")
+
+
+def _term_refs(pod: PodInfo) -> Iterator[tuple[tuple[str, str, int], AffinityTerm]]:
+    for i, t in enumerate(pod.required_affinity):
+        yield (pod.uid, _KINDS[0], i), t
+    for i, t in enumerate(pod.required_anti_affinity):
+        yield (pod.uid, _KINDS[1], i), t
+    for i, w in enumerate(pod.preferred_affinity):
+        yield (pod.uid, _KINDS[2], i), w.term
+    for i, w in enumerate(pod.preferred_anti_affinity):
+        yield (pod.uid, _KINDS[3], i), w.term
+
+
+def _term_at(pod: PodInfo, kind: str, i: int) -> tuple[int, AffinityTerm]:
+    if kind == _KINDS[0]:
+        return 0, pod.required_affinity[i]
+    if kind == _KINDS[1]:
+        return 0, pod.required_anti_affinity[i]
+    w = (pod.preferred_affinity if kind == _KINDS[2] else pod.preferred_anti_affinity)[i]
+    return w.weight, w.term
+
+
+def _add(index: dict, key: object, ref: object) -> None:
+    index.setdefault(key, set()).add(ref)
+
+
+def _discard(index: dict, key: object, uid: object) -> None:
     s = index.get(key)
     if s is not None:
         s.discard(uid)

@@ -27,6 +27,7 @@ from driver.scheduler.packing.scoring import Evaluation, NodeClass, PackingConfi
 from driver.scheduler.plugins import noderesources as nodefit
 from driver.scheduler.sharedpool import SharedPools
 from driver.scheduler.snapshot import PodIndex, TopologyIndex
+from driver.scheduler.volumes import VolumeIndex
 
 logger = log.get(__name__)
 
@@ -129,6 +130,7 @@ class ClusterState:
         self.shared = SharedPools()
         self.pods = PodIndex()  # pods placed on nodes, for the inter-pod constraints (snapshot.py)
         self.topology = TopologyIndex()  # nodes by label, for topology domains
+        self.volumes = VolumeIndex()  # PVCs, PVs, StorageClasses (VolumeBinding)
 
     # -- building -------------------------------------------------------------------------------
 

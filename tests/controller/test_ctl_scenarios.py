@@ -200,7 +200,7 @@ def test_pod_without_claims_and_cordoned_or_tainted_nodes(server, api: Api) -> N
         assert bound(api, "tolerant") == "tainted"
         cond = wait_for(lambda: next((c for c in (api.pod("too-big").get("status") or {}).get("conditions") or []
                                       if c["type"] == "PodScheduled"), None), 20, "too-big reported")
-    assert "insufficient cpu" in cond["message"] and "unschedulable" in cond["message"]
+    assert "Insufficient cpu" in cond["message"] and "unschedulable" in cond["message"]
 
 
 def test_other_schedulers_pods_are_left_alone(server, api: Api) -> None:

@@ -73,9 +73,11 @@ def test_unschedulable_reasons_are_counted_per_node():
     pod, claims = _pod(cpu=10000, spec=("P100",))  # T4 and SMALL lack CPU, V100 has no P100
     result = schedule(pod, claims, state)
     assert isinstance(result, Unschedulable)
-    assert result.reason.startswith("0/3 nodes are available: 2 insufficient cpu, 1 claim default/p-gpu request gpu: ")
+    # kube-scheduler's FitError: "<n> <reason>" strings sorted, then a full stop
+    assert result.reason.startswith("0/3 nodes are available: 1 claim default/p-gpu request gpu: ")
+    assert result.reason.endswith(", 2 Insufficient cpu.")
     assert "0 match the selectors" in result.reason and "node v100" in result.reason
-    assert result.counts["insufficient cpu"] == 2 and sum(result.counts.values()) == 3
+    assert result.counts["Insufficient cpu"] == 2 and sum(result.counts.values()) == 3
 
 
 def test_insufficient_memory_and_pod_count():
@@ -84,9 +86,9 @@ def test_insufficient_memory_and_pod_count():
     state.commit(schedule(pod, claims, state))
     pod, claims = _pod("second")
     result = schedule(pod, claims, state)
-    assert result.counts == {"too many pods": 1}
+    assert result.counts == {"Too many pods": 1}
     big = tr.pod_objects(tr.TracePod("big", 1000, 10**6, 0, 0, ()), "big")[0]
-    assert schedule(big, [], _state([T4])).counts == {"insufficient memory": 1}
+    assert schedule(big, [], _state([T4])).counts == {"Insufficient memory": 1}
 
 
 def _label(name: str, value: str):
@@ -113,7 +115,7 @@ def test_required_node_affinity(expr, node):
     result = schedule(pod, claims, state)
     if node is None:
         assert isinstance(result, Unschedulable)
-        assert result.counts == {"node(s) didn't match node selector/affinity": 2}
+        assert result.counts == {"node(s) didn't match Pod's node affinity/selector": 2}
     else:
         assert isinstance(result, Placement) and result.node == node
 
@@ -123,7 +125,7 @@ def test_node_selector():
     pod, claims = _pod(nodeSelector={"tier": "silver"})
     assert schedule(pod, claims, state).node == "t4"
     pod, claims = _pod(nodeSelector={"tier": "platinum"})
-    assert schedule(pod, claims, state).counts == {"node(s) didn't match node selector/affinity": 2}
+    assert schedule(pod, claims, state).counts == {"node(s) didn't match Pod's node affinity/selector": 2}
 
 
 def test_taints_tolerations_and_cordon():
@@ -135,7 +137,7 @@ def test_taints_tolerations_and_cordon():
     state = _state([T4, V100], edit=edit)
     pod, claims = _pod()
     result = schedule(pod, claims, state)
-    assert result.counts == {"untolerated taint dedicated=ml:NoSchedule": 1, "node(s) unschedulable": 1}
+    assert result.counts == {"node(s) had untolerated taint {dedicated: ml}": 1, "node(s) were unschedulable": 1}
     pod, claims = _pod(tolerations=[{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}])
     assert schedule(pod, claims, state).node == "t4"
     pod, claims = _pod(tolerations=[{"operator": "Exists"}])
@@ -198,7 +200,7 @@ def test_pod_with_an_allocated_shared_claim_goes_where_it_points():
     tight = [tr.TraceNode("t4", 8000, 32768, 2, "T4"), tr.TraceNode("v100", 500, 65536, 4, "V100M16")]
     state = _state(tight)
     result = schedule(second, [], state, allocated=[shared])
-    assert result.counts == {"node(s) not where the pod's allocated claim is": 1, "insufficient cpu": 1}
+    assert result.counts == {"node(s) not where the pod's allocated claim is": 1, "Insufficient cpu": 1}
 
 
 def test_node_update_replaces_the_node_and_commits_can_be_replayed():
@@ -213,7 +215,7 @@ def test_node_update_replaces_the_node_and_commits_can_be_replayed():
     assert state.used_gpu_milli() == 0  # replaced: the caller re-commits what runs there
     state.commit(placement)
     assert state.used_gpu_milli() == 500 and state.nodes["t4"].used_pods == 1
-    assert schedule(*_pod("next"), state).counts == {"untolerated taint maintenance:NoSchedule": 1}
+    assert schedule(*_pod("next"), state).counts == {"node(s) had untolerated taint {maintenance: }": 1}
 
 
 def test_first_available_alternatives_do_not_filter_nodes():

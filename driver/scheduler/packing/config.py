@@ -47,6 +47,7 @@ class PackingConfig:
     plugin_weights: Mapping[str, float] = field(default_factory=lambda: dict(PLUGIN_WEIGHTS))
     spread_defaulting: str = "List"  # "System": kube-scheduler's built-in default constraints
     spread_defaults: tuple[Mapping[str, Any], ...] = ()  # defaultConstraints (defaultingType List)
+    hard_pod_affinity_weight: int = 1  # InterPodAffinity's hardPodAffinityWeight (0..100)
 
     def weight(self, plugin: str) -> float:
         return float(self.plugin_weights.get(plugin, 0.0))
@@ -95,7 +96,8 @@ def parse_config(raw: Any, where: str = "packing") -> PackingConfig:
         return PackingConfig()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    allowed = {"strategy", "weights", "thresholds", "coverage", "pluginWeights", "topologySpread"}
+    allowed = {"strategy", "weights", "thresholds", "coverage", "pluginWeights", "topologySpread",
+               "interPodAffinity"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown field; expected one of {', '.join(sorted(allowed))}")
@@ -118,13 +120,21 @@ def parse_config(raw: Any, where: str = "packing") -> PackingConfig:
                 raise ConfigError(f"{where}.pluginWeights.{key}: unknown plugin; expected one of {', '.join(PLUGIN_WEIGHTS)}")
             plugin_weights[key] = _number(value, f"{where}.pluginWeights.{key}", 0.0, 100.0)
     defaulting, defaults = _spread_config(raw.get("topologySpread"), f"{where}.topologySpread")
-    return PackingConfig(strategy, weights, thresholds, coverage, plugin_weights, defaulting, defaults)
+    hard = 1
+    ipa = raw.get("interPodAffinity")
+    if ipa is not None:
+        if not isinstance(ipa, Mapping) or set(ipa) - {"hardPodAffinityWeight"}:
+            raise ConfigError(f"{where}.interPodAffinity: expected a mapping with the one key hardPodAffinityWeight")
+        hard = ipa.get("hardPodAffinityWeight", 1)
+        if isinstance(hard, bool) or not isinstance(hard, int) or not 0 <= hard <= 100:
+            raise ConfigError(f"{where}.interPodAffinity.hardPodAffinityWeight: expected an integer in 0..100, got {hard!r}")
+    return PackingConfig(strategy, weights, thresholds, coverage, plugin_weights, defaulting, defaults, hard)
 
 
 def _spread_config(raw: Any, where: str) -> tuple[str, tuple[Mapping[str, Any], ...]]:
     """PodTopologySpread's args: defaultingType List (our default, with no default constraints:
     kube-scheduler's System defaults would spread every ReplicaSet's pods and undo binpacking) or
-    System; defaultConstraints for List (whenUnsatisfiable ScheduleAnyway only, no labelSelector)."""
+    System; defaultConstraints for List (no labelSelector; DoNotSchedule ones filter, ScheduleAnyway ones score)."""
     if raw is None:
         return "List", ()
     if not isinstance(raw, Mapping):

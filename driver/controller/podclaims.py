@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 
 
 def resolve_claims(pod: dict, get_claim: Callable[[str], dict | None],
@@ -65,3 +66,44 @@ def pinned_to(pod: dict, node: str) -> dict:
         for term in required["nodeSelectorTerms"]:
             term.setdefault("matchFields", []).append(field_term)
     return pinned
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPlan:
+    """A pod's claims as `_schedule_one` splits them: `pending` for the cycle to allocate; the
+    nodes already-allocated claims are bound to (the pod must go there); `floating`: allocated
+    claims usable from several nodes (shared pools), passed to the cycle as `allocated`."""
+
+    pending: list[dict]
+    nodes: tuple[str, ...]
+    floating: list[dict]
+
+    @property
+    def conflict(self) -> str | None:
+        if len(self.nodes) > 1:
+            return f"claims of the pod are allocated on different nodes: {', '.join(self.nodes)}"
+        return None
+
+    def target(self, pod: dict) -> dict:
+        """The pod as scheduled: pinned to the node of its allocated claims, if any."""
+        return pinned_to(pod, self.nodes[0]) if self.nodes else pod
+
+    def explain(self, reason: str) -> str:
+        return f"{reason} (a claim of the pod is already allocated on node {self.nodes[0]})" if self.nodes else reason
+
+
+def plan_claims(claims: list[dict], allocation_of: Callable[[dict], dict | None],
+                node_of: Callable[[dict], str | None]) -> ClaimPlan:
+    """Split a pod's resolved claims (pure; `view.allocation_of` / `view.node_of` in the controller)."""
+    pending = [c for c in claims if not allocation_of(c)]
+    nodes: set[str] = set()
+    floating = []
+    for c in claims:
+        alloc = allocation_of(c)
+        if alloc:
+            node = node_of(c)
+            if node:
+                nodes.add(str(node))
+            else:
+                floating.append({**c, "status": {**(c.get("status") or {}), "allocation": alloc}})
+    return ClaimPlan(pending, tuple(sorted(nodes)), floating)

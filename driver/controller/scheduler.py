@@ -24,9 +24,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from driver import log
 from driver.scheduler.cycle import Unschedulable, schedule
+from driver.scheduler.plugins import extendedresources as ext
 from driver.scheduler.podinfo import PodInfo
 from driver.scheduler.preemption import NotPreempting, preempt
 from driver.scheduler.state import Placement
@@ -35,12 +37,12 @@ from driver.controller import kube as k
 from driver.controller.informers import Informer, wait_all_synced
 from driver.controller.leader import LeaderElector, LeaseConfig
 from driver.controller.metrics import Metrics
-from driver.controller.podclaims import pinned_to, resolve_claims
+from driver.controller.podclaims import plan_claims, resolve_claims
 from driver.controller.queue import Backoff, WorkQueue, serve
 from driver.controller.releaser import Releaser
 from driver.controller.status import build_report
 from driver.controller.view import ClusterView, pod_claim_keys, pod_is_done, rv_newer
-from driver.controller.writer import WriteError, Writer
+from driver.controller.writer import WriteError, Writer, Written
 
 logger = log.get(__name__)
 
@@ -351,32 +353,18 @@ class Controller:
             else:
                 self.queue.park(key, wake_on_change=False)  # the pod's or its claim's own event wakes it
             return
-        pending = [c for c in claims if not self.view.allocation_of(c)]
-        nodes: set[str] = set()
-        floating = []  # allocated from shared pools only: the pod may go wherever its nodeSelector allows
-        for c in claims:
-            alloc = self.view.allocation_of(c)
-            if alloc:
-                node = self.view.node_of(c)
-                if node:
-                    nodes.add(node)
-                else:
-                    floating.append({**c, "status": {**(c.get("status") or {}), "allocation": alloc}})
-        target = pod
-        if len(nodes) > 1:
-            self._report(pod, f"claims of the pod are allocated on different nodes: {', '.join(sorted(map(str, nodes)))}")
+        plan = plan_claims(claims, self.view.allocation_of, self.view.node_of)
+        if plan.conflict:
+            self._report(pod, plan.conflict)
             self.queue.park(key)
             return
-        if nodes:
-            target = pinned_to(pod, str(next(iter(nodes))))
+        target, pending, floating = plan.target(pod), plan.pending, plan.floating
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.view.lock:
             result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now,
                               allocated=floating)
         if isinstance(result, Unschedulable):
-            reason = result.reason
-            if nodes:
-                reason = f"{reason} (a claim of the pod is already allocated on node {next(iter(nodes))})"
+            reason = plan.explain(result.reason)
             reason += self._preempt_for(pod, target, pending, result, floating, now)
             self.metrics.attempts.labels("unschedulable").inc()
             self.metrics.latency.labels("unschedulable").observe(time.monotonic() - started)
@@ -386,23 +374,58 @@ class Controller:
         by_name = {c["metadata"]["name"]: c for c in claims}
         assumed = {}
         for name, alloc in result.allocations.items():
+            if name == ext.IN_MEMORY_NAME:  # the extended-resource claim: created by the binder
+                assumed[self._extended_uid(pod)] = (name, alloc)
+                continue
             claim = by_name[name]
             assumed[claim["metadata"]["uid"]] = (name, alloc)
         self.view.assume(pod, result.node, assumed)
         with self._lock:
             self._in_flight.add(uid)
         try:
-            self._binders.submit(self._bind, key, pod, result.node, claims, result.allocations, list(assumed), started)
+            self._binders.submit(self._bind, key, pod, result.node, claims, result.allocations, list(assumed), started,
+                                 result.extended)
         except RuntimeError:  # shutting down: undo the decision, the next leader makes it again
             self.view.forget(pod, list(assumed))
             with self._lock:
                 self._in_flight.discard(uid)
 
+    @staticmethod
+    def _extended_uid(pod: dict) -> str:
+        return f"{pod['metadata']['uid']}-extended-resources"
+
+    def _create_extended(self, pod: dict, extended: Any, allocation: dict, assumed_uids: list[str]) -> Written:
+        """KEP-5004's PreBind: create the pod's special claim, move our assumption to its real uid
+        (so the informer's echo of the bare claim cannot free the devices), write its allocation and
+        reservation, then record it in the pod's status.extendedResourceClaimStatus."""
+        meta = pod["metadata"]
+        body = ext.claim_for(pod, extended, name=None)
+        try:
+            created = self.kube.call(self.kube.resource.create_namespaced_resource_claim, meta["namespace"], body)
+        except Exception as exc:  # noqa: BLE001
+            code, text = k.api_error(exc)
+            raise WriteError(f"pod {k.key_of(pod)}: create extended resource claim", code, text) from exc
+        temp, real = self._extended_uid(pod), created["metadata"]["uid"]
+        self.view.rekey_claim(temp, real)
+        assumed_uids[assumed_uids.index(temp)] = real
+        w = self.writer.reserve(created, pod, allocation)
+        self.view.written(w.uid, w.resource_version)
+        patch = {"status": ext.pod_status(created["metadata"]["name"], extended)}
+        try:
+            self.kube.call(self.kube.core.patch_namespaced_pod_status, meta["name"], meta["namespace"], patch)
+        except Exception as exc:  # noqa: BLE001
+            code, text = k.api_error(exc)
+            self.writer.rollback([w], pod)
+            raise WriteError(f"pod {k.key_of(pod)}: record extendedResourceClaimStatus", code, text) from exc
+        return w
+
     def _bind(self, key: str, pod: dict, node: str, claims: list[dict], allocations: dict[str, dict],
-              assumed_uids: list[str], started: float) -> None:
+              assumed_uids: list[str], started: float, extended: Any = None) -> None:
         uid = pod["metadata"]["uid"]
         written = []
         try:
+            if extended is not None:
+                written.append(self._create_extended(pod, extended, allocations[ext.IN_MEMORY_NAME], assumed_uids))
             for claim in claims:
                 alloc = allocations.get(claim["metadata"]["name"])
                 reserved = (claim.get("status") or {}).get("reservedFor") or []

@@ -281,6 +281,21 @@ class ClusterView:
                 self._uncount(old)
             self._count_pod(uid, node, pod)
 
+    def rekey_claim(self, old_uid: str, new_uid: str) -> None:
+        """An assumed claim got its real uid (we created it): move the assumption, atomically."""
+        with self.lock:
+            if old_uid in self.assumed_claims:
+                self.assumed_claims[new_uid] = self.assumed_claims.pop(old_uid)
+            if old_uid in self.allocations:
+                self.allocations[new_uid] = self.allocations.pop(old_uid)
+            acct = self.claims.pop(old_uid, None)
+            if acct is not None:
+                self.claims[new_uid] = acct
+                on_node = self._by_node.get(acct.node)
+                if on_node is not None and ("claim", old_uid) in on_node:
+                    on_node.discard(("claim", old_uid))
+                    on_node.add(("claim", new_uid))
+
     def written(self, claim_uid: str, resource_version: str | None) -> None:
         """Our write of an assumed claim succeeded at `resource_version`."""
         with self.lock:

@@ -2,9 +2,9 @@
 
 Start order is the order of a real cluster's bring-up: API server, then the driver's DeviceClasses
 (what installing the driver's chart creates; `device_classes=False` leaves them to the caller), then
-nodes (kubelets register Node objects and Leases), then controllers (resourceclaim, Deployment/ReplicaSet, a default-scheduler for pods without
-claims). Every piece is a component with start()/stop() kept
-in `components`, stopped in reverse order; other parts add theirs (the allocation controller,
+nodes (kubelets register Node objects and Leases), then controllers (resourceclaim, Deployment/ReplicaSet, a
+default-scheduler for pods without claims, the disruption controller keeping PodDisruptionBudget status
+current, the PersistentVolume binding controller). Every piece is a component with start()/stop() kept in `components`, stopped in reverse order; other parts add theirs (the allocation controller,
 per-node kubelet plugins) through `component_factories` / `plugin_factory` without this file
 knowing their classes.
 
@@ -29,9 +29,11 @@ from driver import log
 from driver.devices.classes import device_classes
 from driver.local.claims import ClaimController
 from driver.local.clusterfile import ClusterSpec, NodeSpec, load_cluster
+from driver.local.disruption import DisruptionController
 from driver.local.nodes import GrpcPreparer, Kubelet, NoPlugin, Preparer
 from driver.local.scheduler import DefaultScheduler
 from driver.local.server import ApiServer
+from driver.local.volumebinding import VolumeBinder
 from driver.local.workloads import WorkloadController
 
 logger = log.get(__name__)
@@ -101,6 +103,8 @@ class LocalCluster:
         workloads: bool = True,
         default_scheduler: bool = True,
         device_classes: bool = True,
+        disruption: bool = True,
+        volumes: bool = True,
     ) -> None:
         self.spec = description if isinstance(description, ClusterSpec) else load_cluster(description)
         self._own_workdir = workdir is None
@@ -114,6 +118,8 @@ class LocalCluster:
         self.with_workloads = workloads
         self.with_default_scheduler = default_scheduler
         self.with_device_classes = device_classes
+        self.with_disruption = disruption
+        self.with_volumes = volumes
         self.components: list[Component] = []
         self.kubelets: dict[str, Kubelet] = {}
         self._clients: list[client.ApiClient] = []
@@ -180,6 +186,10 @@ class LocalCluster:
                 self._add(WorkloadController(self.api_client()))
             if self.with_default_scheduler:
                 self._add(DefaultScheduler(self.api_client()))
+            if self.with_disruption:
+                self._add(DisruptionController(self.api_client()))
+            if self.with_volumes:
+                self._add(VolumeBinder(self.api_client()))
             for factory in self.component_factories:
                 self._add(factory(self))
         except BaseException:

@@ -72,6 +72,12 @@ def conflict(resource: str, name: str, group: str = "", why: str = "") -> ApiErr
     )
 
 
+def forbidden(resource: str, name: str, why: str, group: str = "") -> ApiError:
+    """403 as admission plugins answer: `<resource> "<name>" is forbidden: <why>`."""
+    return ApiError(403, "Forbidden", f'{_qualified(resource, group)} "{name}" is forbidden: {why}',
+                    _details(resource, name, group))
+
+
 def invalid(kind: str, name: str, causes: list[tuple[str, str]], group: str = "") -> ApiError:
     """422 with one cause per (field, message), as the apiserver's field.ErrorList renders it."""
     text = "; ".join(f"{f}: {m}" for f, m in causes)

@@ -1,10 +1,11 @@
 """Emulated nodes: the Node object, its heartbeat Lease, and a kubelet for the pods bound to it.
 
 The kubelet part does what a real kubelet does with DRA (FACTS §1): for a pod bound to its node
-it waits until every claim of the pod is allocated and reserved for the pod, calls
-NodePrepareResources on the node's kubelet plugin (real gRPC over its unix socket, through a
-`Preparer`), then reports the pod Running; on failure it records a Warning Event and keeps the
-containers waiting, retrying with backoff. When the pod is deleted it calls
+it waits until every claim of the pod (those of spec.resourceClaims and the one the scheduler
+made for its extended resources, status.extendedResourceClaimStatus) is allocated and reserved
+for the pod, calls NodePrepareResources on the node's kubelet plugin (real gRPC over its unix
+socket, through a `Preparer`), then reports the pod Running; on failure it records a Warning
+Event and keeps the containers waiting, retrying with backoff. When the pod is deleted it calls
 NodeUnprepareResources and finishes the deletion (grace period 0, UID precondition), as the
 kubelet's status manager does. No containers run: a pod stays Running until deleted, unless it
 carries the annotation `local.gpu-dra.io/run-seconds: "<n>"`, after which its containers "exit 0"
@@ -259,27 +260,47 @@ class Kubelet:
         self._running(pod)
 
     def _claims_of(self, pod: dict[str, Any]) -> tuple[list[ClaimRef], str]:
-        """The pod's claims, or why the kubelet cannot start it yet."""
+        """The pod's claims, or why the kubelet cannot start it yet.
+
+        Besides the claims of spec.resourceClaims, the scheduler's claim for the pod's extended
+        resources backed by DRA (KEP-5004), named in status.extendedResourceClaimStatus, is
+        prepared the same way and in the same NodePrepareResources call: its devices (CDI) go to
+        the containers that status.extendedResourceClaimStatus.requestMappings names.
+        """
         ns, uid = pod["metadata"]["namespace"], pod["metadata"]["uid"]
-        generated = {s.get("name"): s.get("resourceClaimName") for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []}
-        refs: list[ClaimRef] = []
+        status = pod.get("status") or {}
+        generated = {s.get("name"): s.get("resourceClaimName") for s in status.get("resourceClaimStatuses") or []}
+        names: list[str] = []
         for pc in (pod.get("spec") or {}).get("resourceClaims") or []:
             claim_name = pc.get("resourceClaimName") or generated.get(pc.get("name"))
             if not claim_name:
                 return [], f"waiting for the ResourceClaim of pod claim {pc.get('name')!r} to be created"
-            try:
-                claim = _raw(self.resource.read_namespaced_resource_claim(claim_name, ns, _preload_content=False))
-            except ApiException as exc:
-                if exc.status == 404:
-                    return [], f'resourceclaim "{claim_name}" not found'
-                raise
-            status = claim.get("status") or {}
-            if not status.get("allocation"):
-                return [], f'resourceclaim "{claim_name}" is not allocated'
-            if not any(r.get("uid") == uid for r in status.get("reservedFor") or []):
-                return [], f'resourceclaim "{claim_name}" is not reserved for this pod'
-            refs.append(ClaimRef(ns, claim_name, claim["metadata"]["uid"]))
+            names.append(claim_name)
+        extended = (status.get("extendedResourceClaimStatus") or {}).get("resourceClaimName")
+        if extended and extended not in names:
+            names.append(extended)
+        refs: list[ClaimRef] = []
+        for claim_name in names:
+            ref, why = self._ready_claim(ns, uid, claim_name)
+            if ref is None:
+                return [], why
+            refs.append(ref)
         return refs, ""
+
+    def _ready_claim(self, ns: str, pod_uid: str, claim_name: str) -> tuple[ClaimRef | None, str]:
+        """The claim if it is allocated and reserved for the pod, else why the pod waits."""
+        try:
+            claim = _raw(self.resource.read_namespaced_resource_claim(claim_name, ns, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, f'resourceclaim "{claim_name}" not found'
+            raise
+        status = claim.get("status") or {}
+        if not status.get("allocation"):
+            return None, f'resourceclaim "{claim_name}" is not allocated'
+        if not any(r.get("uid") == pod_uid for r in status.get("reservedFor") or []):
+            return None, f'resourceclaim "{claim_name}" is not reserved for this pod'
+        return ClaimRef(ns, claim_name, claim["metadata"]["uid"]), ""
 
     def _unprepare(self, uid: str, ns: str, name: str) -> None:
         claims = self.prepared.get(uid)

@@ -82,6 +82,12 @@ RESOURCES: list[Resource] = [
     Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status", "scale"), categories=("all",)),
     Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale"), categories=("all",)),
     Resource("batch", "v1", "jobs", "Job", True, (), ("status",), categories=("all",)),
+    Resource("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), ("status",), returns_deleted_object=True),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), ("status",),
+             returns_deleted_object=True),
+    Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",), returns_deleted_object=True),
+    Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",)),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), ("status",)),
     *_dra("v1"),
 ]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driver import log
-from driver.local import errors, gc, strategy
+from driver.local import admission, errors, gc, scheduling, strategy
 from driver.local.objectmeta import (
     create_body_meta, drop_carried_rv, generated_name, merge_update, meta_of, now_rfc3339, stamp_created,
     update_body_meta,
@@ -96,6 +96,8 @@ class Store:
         self._rand = random.Random()
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(self.resource("namespaces"), "", {"metadata": {"name": ns}})
+        for pc in scheduling.system_class_bodies():  # the apiserver's bootstrap creates these
+            self.create(self.resource("scheduling.k8s.io/priorityclasses"), "", pc)
 
     def close(self) -> None:
         """Stop the GC worker and wake every watcher so that they end."""
@@ -260,6 +262,7 @@ class Store:
                 meta["name"] = generated_name(str(meta["generateName"]), lambda name: (ns, name) in objects, self._rand)
             stamp_created(meta)
             strategy.prepare_create(res, obj)
+            admission.mutate_create(self, res, obj)
             causes = strategy.validate(res, obj, None)
             if causes:
                 raise errors.invalid(res.kind, str(meta.get("name") or ""), causes, res.group)
@@ -267,6 +270,7 @@ class Store:
             key = (ns if res.namespaced else "", meta["name"])
             if key in coll.objects:
                 raise errors.already_exists(res.plural, meta["name"], res.group)
+            admission.validate_write(self, res, obj, None)
             if dry_run:
                 return obj
             return self._commit(coll, key, obj, "ADDED", None)
@@ -287,9 +291,12 @@ class Store:
                 raise errors.conflict(res.plural, name, res.group)
             new = merge_update(res, old, obj, subresource)
             strategy.normalize(res, new)
+            strategy.prepare_update(res, new, old)
             causes = strategy.validate(res, new, old)
             if causes:
                 raise errors.invalid(res.kind, name, causes, res.group)
+            if not subresource:
+                admission.validate_write(self, res, new, old)
             return self._finish_update(coll, key, old, new, dry_run)
 
     def _finish_update(self, coll: Collection, key: Key, old: dict[str, Any], new: dict[str, Any],
@@ -313,6 +320,7 @@ class Store:
             patched = patches.apply(content_type, old, body)
             if not isinstance(patched.get("metadata"), dict):
                 raise errors.bad_request("the patched object has no metadata")
+            patched["metadata"] = dict(patched["metadata"])  # a merge patch shares it with the stored object
             patched["metadata"].setdefault("name", name)
             drop_carried_rv(patched["metadata"], old["metadata"]["resourceVersion"], body)
             return self.update(res, ns, name, patched, subresource, dry_run)
@@ -334,8 +342,17 @@ class Store:
             current = (old.get("spec") or {}).get("nodeName")
             if current:
                 raise errors.conflict("pods/binding", name, why=f'pod {name} is already assigned to node "{current}"')
+            if (old.get("spec") or {}).get("schedulingGates"):
+                raise errors.conflict("pods/binding", name, why=f"pod {name} has non-empty .spec.schedulingGates")
             new = copy.deepcopy(old)
             new["spec"]["nodeName"] = node
+            status = new.setdefault("status", {})
+            status.pop("nominatedNodeName", None)  # ClearingNominatedNodeNameAfterBinding
+            status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"
+                                    or c.get("status") == "True"]  # the condition is replaced, reason and all
+            extra = meta_of(binding).get("annotations")
+            if isinstance(extra, dict) and extra:
+                new["metadata"]["annotations"] = {**(new["metadata"].get("annotations") or {}), **extra}
             strategy.set_condition(new, "PodScheduled", "True")
             coll = self.collection(pods)
             return self._finish_update(coll, (ns, name), old, new, False)
@@ -358,6 +375,7 @@ class Store:
             key = (ns if res.namespaced else "", name)
             old = self.get(res, ns, name)
             meta = old["metadata"]
+            admission.check_delete(res, old)
             pre = preconditions or {}
             if pre.get("uid") and pre["uid"] != meta["uid"]:
                 raise errors.conflict(res.plural, name, res.group,

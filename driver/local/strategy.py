@@ -11,12 +11,14 @@ import base64
 import binascii
 from typing import Any
 
-from driver.local import validation
+from driver.local import errors, podspec, policy, scheduling, validation, volumes
+from driver.local.quantities import QuantityError, canonicalize_key
 from driver.local.resources import Resource
 
 Causes = list[tuple[str, str]]
 
-_MUTABLE_POD_SPEC = ("activeDeadlineSeconds", "tolerations", "schedulingGates", "terminationGracePeriodSeconds")
+_VOLUME_KEYS = ("persistentvolumes", "persistentvolumeclaims", "storage.k8s.io/storageclasses")
+_TEMPLATED = ("apps/deployments", "apps/replicasets", "batch/jobs")
 
 
 def spec_of(obj: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +43,7 @@ def _qos(spec: dict[str, Any]) -> str:
 
 def prepare_create(res: Resource, obj: dict[str, Any]) -> None:
     """Defaults and status resets of a new object (in place; the store owns `obj`)."""
+    normalize(res, obj)
     if res.key == "pods":
         spec = obj.setdefault("spec", {})
         if isinstance(spec, dict):
@@ -52,9 +55,11 @@ def prepare_create(res: Resource, obj: dict[str, Any]) -> None:
                 if isinstance(c, dict) and isinstance(c.get("image"), str):
                     latest = ":" not in c["image"].rsplit("/", 1)[-1] or c["image"].endswith(":latest")
                     c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+            podspec.default_requests(spec)
             obj["status"] = {"phase": "Pending", "qosClass": _qos(spec)}
             if spec.get("nodeName"):
                 set_condition(obj, "PodScheduled", "True")
+            podspec.gated_condition(obj)
     elif res.key == "resource.k8s.io/resourceclaims":
         obj.pop("status", None)
     elif res.key in ("apps/deployments", "apps/replicasets"):
@@ -68,12 +73,33 @@ def prepare_create(res: Resource, obj: dict[str, Any]) -> None:
         obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
     elif res.key == "batch/jobs":
         _default_job(obj)
-    normalize(res, obj)
+    elif res.key in _VOLUME_KEYS:
+        volumes.prepare_create(res.key, obj)
+    elif res.key == "scheduling.k8s.io/priorityclasses":
+        scheduling.default(obj)
+    elif res.key == "policy/poddisruptionbudgets":
+        # PodDisruptionBudgetStatus counters have no omitempty: a new budget reads all zeros
+        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+
+
+def prepare_update(res: Resource, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """What the apiserver carries over from the stored object on an update (in place)."""
+    if res.key == "pods":
+        podspec.keep_priority(new, old)
+    elif res.key in _VOLUME_KEYS:
+        volumes.prepare_update(res.key, new, old)
 
 
 def normalize(res: Resource, obj: dict[str, Any]) -> None:
-    """What the apiserver does on every write of the kind (in place): a Secret's write-only
-    `stringData` is merged into `data` (base64) and dropped, and its `type` defaults to Opaque."""
+    """What the apiserver does on every write of the kind (in place): quantities are rewritten in
+    canonical form (400 for one that does not parse, as decoding fails upstream); a Secret's
+    write-only `stringData` is merged into `data` (base64) and dropped, and its `type` defaults to
+    Opaque."""
+    try:
+        _canonical_quantities(res, obj)
+    except QuantityError as exc:
+        raise errors.bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+                                 f"{exc}") from None
     if res.key != "secrets":
         return
     string_data = obj.pop("stringData", None)
@@ -82,6 +108,21 @@ def normalize(res: Resource, obj: dict[str, Any]) -> None:
         obj["data"] = {**data, **{k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()}}
     if not obj.get("type"):
         obj["type"] = "Opaque"
+
+
+def _canonical_quantities(res: Resource, obj: dict[str, Any]) -> None:
+    spec = obj.get("spec")
+    if res.key == "pods" and isinstance(spec, dict):
+        podspec.canonicalize(spec)
+    elif res.key in _TEMPLATED and isinstance(spec, dict):
+        template = spec.get("template")
+        if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+            podspec.canonicalize(template["spec"])
+    elif res.key in _VOLUME_KEYS:
+        volumes.canonicalize(res.key, obj)
+    elif res.key == "nodes" and isinstance(obj.get("status"), dict):
+        for key in ("capacity", "allocatable"):
+            canonicalize_key(obj["status"], key, f"status.{key}")
 
 
 _JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
@@ -120,7 +161,13 @@ def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> 
     if res.group == "resource.k8s.io":
         causes += validation.validate_dra(res.kind, obj, old)
     elif res.key == "pods":
-        causes += _validate_pod(obj, old)
+        causes += podspec.validate(obj, old)
+    elif res.key in _VOLUME_KEYS:
+        causes += volumes.validate(res.key, obj, old)
+    elif res.key == "scheduling.k8s.io/priorityclasses":
+        causes += scheduling.validate(obj, old)
+    elif res.key == "policy/poddisruptionbudgets":
+        causes += policy.validate(obj, old)
     elif res.key in ("apps/deployments", "apps/replicasets"):
         causes += _validate_workload(obj)
     elif res.key == "batch/jobs":
@@ -206,49 +253,7 @@ def _validate_template(template: dict[str, Any], match: dict[str, Any] | None) -
     if match is not None and any(labels.get(k) != v for k, v in match.items()):
         causes.append(("spec.template.metadata.labels",
                        f"Invalid value: {labels!r}: `selector` does not match template `labels`"))
-    pod = {"metadata": {"name": "template"}, "spec": template["spec"]}
-    return causes + [(f"spec.template.{f}", m) for f, m in _validate_pod(pod, None)]
-
-
-def _validate_pod(obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
-    causes: Causes = []
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return [("spec", "Required value")]
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        causes.append(("spec.containers", "Required value"))
-    else:
-        for i, c in enumerate(containers):
-            if not isinstance(c, dict):
-                causes.append((f"spec.containers[{i}]", "Invalid value: expected an object"))
-                continue
-            if not validation.is_dns_label(c.get("name")):
-                causes.append((f"spec.containers[{i}].name", f"Invalid value: {c.get('name')!r}: must be a DNS-1123 label"))
-            if not c.get("image"):
-                causes.append((f"spec.containers[{i}].image", "Required value"))
-    for i, rc in enumerate(spec.get("resourceClaims") or []):
-        path = f"spec.resourceClaims[{i}]"
-        if not isinstance(rc, dict) or not validation.is_dns_label(rc.get("name")):
-            causes.append((f"{path}.name", "Invalid value: must be a DNS-1123 label"))
-            continue
-        sources = [k for k in ("resourceClaimName", "resourceClaimTemplateName") if rc.get(k)]
-        if len(sources) != 1:
-            causes.append((path, "Invalid value: must specify exactly one of resourceClaimName, resourceClaimTemplateName"))
-    if old is not None:
-        old_spec = dict(old.get("spec") or {})
-        new_spec = dict(spec)
-        for key in _MUTABLE_POD_SPEC:
-            old_spec.pop(key, None)
-            new_spec.pop(key, None)
-        strip = lambda cs: [{k: v for k, v in c.items() if k != "image"} for c in cs or [] if isinstance(c, dict)]  # noqa: E731
-        old_spec["containers"] = strip(old_spec.get("containers"))
-        new_spec["containers"] = strip(new_spec.get("containers"))
-        if old_spec != new_spec:
-            causes.append(("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
-                                   "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
-                                   "tolerations) and `spec.terminationGracePeriodSeconds`"))
-    return causes
+    return causes + [(f"spec.template.{f}", m) for f, m in podspec.validate_spec(template["spec"], template=True)]
 
 
 def grace_period(res: Resource, obj: dict[str, Any], requested: int | None) -> int:
@@ -259,8 +264,8 @@ def grace_period(res: Resource, obj: dict[str, Any], requested: int | None) -> i
     phase = (obj.get("status") or {}).get("phase")
     if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
         return 0  # nothing runs it: a kubelet would never finish it
-    grace = requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30)
-    return max(0, int(grace))
+    grace = int(requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30))
+    return 1 if grace < 0 else grace  # CheckGracefulDelete: a negative period means 1 second
 
 
 def set_condition(obj: dict[str, Any], ctype: str, status: str, reason: str = "", message: str = "") -> None:

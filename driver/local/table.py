@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from driver.local.volumes import BETA_CLASS_ANNOTATION, access_modes_text, is_default_class, pv_class
+
 Column = tuple[str, str, int, Callable[[dict[str, Any]], Any]]  # name, type, priority, cell
 
 
@@ -59,6 +61,9 @@ def _pod_status(pod: dict[str, Any]) -> str:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return "Terminating"
     status = pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "SchedulingGated":
+            return "SchedulingGated"
     for cs in status.get("containerStatuses") or []:
         waiting = (cs.get("state") or {}).get("waiting")
         if waiting and waiting.get("reason"):
@@ -87,6 +92,40 @@ def _claim_state(claim: dict[str, Any]) -> str:
     if status.get("reservedFor"):
         states.append("reserved")
     return ",".join(states)
+
+
+def _int_or_percent(value: Any) -> str:
+    return "N/A" if value is None else str(value)
+
+
+def _pv_claim(pv: dict[str, Any]) -> str:
+    ref = (pv.get("spec") or {}).get("claimRef")
+    return f"{ref.get('namespace', '')}/{ref.get('name', '')}" if isinstance(ref, dict) else ""
+
+
+def _phase(obj: dict[str, Any]) -> str:
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    return str((obj.get("status") or {}).get("phase") or "")
+
+
+def _pvc_class(pvc: dict[str, Any]) -> str:
+    annotations = (pvc.get("metadata") or {}).get("annotations") or {}
+    if BETA_CLASS_ANNOTATION in annotations:
+        return str(annotations[BETA_CLASS_ANNOTATION])
+    return str((pvc.get("spec") or {}).get("storageClassName") or "")
+
+
+def _pvc_bound(pvc: dict[str, Any], what: str) -> str:
+    """Capacity and access modes come from status, and only once the claim names its volume."""
+    if not (pvc.get("spec") or {}).get("volumeName"):
+        return ""
+    status = pvc.get("status") or {}
+    return access_modes_text(status.get("accessModes")) if what == "modes" else str((status.get("capacity") or {}).get("storage", ""))
+
+
+def _sc_name(sc: dict[str, Any]) -> str:
+    return _name(sc) + (" (default)" if is_default_class(sc) else "")
 
 
 def _involved(ev: dict[str, Any]) -> str:
@@ -126,6 +165,34 @@ COLUMNS: dict[str, list[Column]] = {
     "secrets": [_NAME, ("Type", "string", 0, lambda s: s.get("type", "")),
                 ("Data", "integer", 0, lambda s: len(s.get("data") or {})), _AGE],
     "serviceaccounts": [_NAME, ("Secrets", "integer", 0, lambda s: len(s.get("secrets") or [])), _AGE],
+    "scheduling.k8s.io/priorityclasses": [
+        _NAME, ("Value", "integer", 0, lambda c: int(c.get("value") or 0)),
+        ("Global-Default", "boolean", 0, lambda c: bool(c.get("globalDefault"))), _AGE,
+        ("PreemptionPolicy", "string", 0, lambda c: c.get("preemptionPolicy") or "")],
+    "policy/poddisruptionbudgets": [
+        _NAME, ("Min Available", "string", 0, lambda b: _int_or_percent((b.get("spec") or {}).get("minAvailable"))),
+        ("Max Unavailable", "string", 0, lambda b: _int_or_percent((b.get("spec") or {}).get("maxUnavailable"))),
+        ("Allowed Disruptions", "integer", 0, lambda b: int((b.get("status") or {}).get("disruptionsAllowed") or 0)),
+        _AGE],
+    "persistentvolumes": [
+        _NAME, ("Capacity", "string", 0, lambda v: str(((v.get("spec") or {}).get("capacity") or {}).get("storage", ""))),
+        ("Access Modes", "string", 0, lambda v: access_modes_text((v.get("spec") or {}).get("accessModes"))),
+        ("Reclaim Policy", "string", 0, lambda v: (v.get("spec") or {}).get("persistentVolumeReclaimPolicy", "")),
+        ("Status", "string", 0, _phase), ("Claim", "string", 0, _pv_claim), ("StorageClass", "string", 0, pv_class),
+        ("VolumeAttributesClass", "string", 0, lambda v: (v.get("spec") or {}).get("volumeAttributesClassName") or "<unset>"),
+        ("Reason", "string", 0, lambda v: (v.get("status") or {}).get("reason", "")), _AGE,
+        ("VolumeMode", "string", 1, lambda v: (v.get("spec") or {}).get("volumeMode") or "<unset>")],
+    "persistentvolumeclaims": [
+        _NAME, ("Status", "string", 0, _phase), ("Volume", "string", 0, lambda c: (c.get("spec") or {}).get("volumeName", "")),
+        ("Capacity", "string", 0, lambda c: _pvc_bound(c, "capacity")),
+        ("Access Modes", "string", 0, lambda c: _pvc_bound(c, "modes")), ("StorageClass", "string", 0, _pvc_class),
+        ("VolumeAttributesClass", "string", 0, lambda c: (c.get("spec") or {}).get("volumeAttributesClassName") or "<unset>"),
+        _AGE, ("VolumeMode", "string", 1, lambda c: (c.get("spec") or {}).get("volumeMode") or "<unset>")],
+    "storage.k8s.io/storageclasses": [
+        ("Name", "string", 0, _sc_name), ("Provisioner", "string", 0, lambda c: c.get("provisioner", "")),
+        ("ReclaimPolicy", "string", 0, lambda c: c.get("reclaimPolicy") or "Delete"),
+        ("VolumeBindingMode", "string", 0, lambda c: c.get("volumeBindingMode") or "Immediate"),
+        ("AllowVolumeExpansion", "string", 0, lambda c: bool(c.get("allowVolumeExpansion"))), _AGE],
     "events": [("Last Seen", "string", 0, _age), ("Type", "string", 0, lambda e: e.get("type", "")),
                ("Reason", "string", 0, lambda e: e.get("reason", "")), ("Object", "string", 0, _involved),
                ("Message", "string", 0, lambda e: e.get("message", ""))],

@@ -22,7 +22,7 @@ from driver.devices.apinames import (
 )
 from driver.devices.validate import validate_slice
 
-__all__ = ["Causes", "is_dns_label", "is_dns_subdomain", "validate_metadata", "validate_claim_spec", "validate_dra",
+__all__ = ["Causes", "show", "is_dns_label", "is_dns_subdomain", "validate_metadata", "validate_claim_spec", "validate_dra",
            "unknown_fields"]
 
 Causes = list[tuple[str, str]]
@@ -33,6 +33,11 @@ MAX_SUBREQUESTS = 8
 MAX_OPAQUE_BYTES = 10 * 1024
 MAX_CEL_BYTES = 10 * 1024
 MAX_RESERVED_FOR = 256
+
+
+def show(value: Any) -> str:
+    """A value as field.Invalid renders it: strings quoted ("Never"), numbers bare, objects as JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def validate_metadata(meta: dict[str, Any], dns_label: bool = False) -> Causes:
@@ -314,6 +319,9 @@ _TOP_LEVEL = {
     "Event": {"involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count", "type",
               "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"},
     "DeviceClass": {"spec"}, "ResourceClaimTemplate": {"spec"}, "ResourceSlice": {"spec"}, "Lease": {"spec"},
+    "PriorityClass": {"value", "globalDefault", "description", "preemptionPolicy"},
+    "StorageClass": {"provisioner", "parameters", "reclaimPolicy", "mountOptions", "allowVolumeExpansion",
+                     "volumeBindingMode", "allowedTopologies"},
 }
 
 

@@ -25,6 +25,7 @@ from driver.scheduler.framework import Checks, CycleContext, Rejection
 from driver.scheduler.packing import adapter
 from driver.scheduler.packing.scoring import ConfigError, Evaluation, PackingConfig, Scorer, Shape, strategy_for
 from driver.scheduler.plugins import noderesources as nodefit
+from driver.scheduler.plugins import extendedresources as ext
 from driver.scheduler.plugins import registry
 from driver.scheduler.podinfo import pod_info
 from driver.scheduler.state import ClusterState, Group, NodeState, Placement
@@ -117,6 +118,22 @@ def _allocate_on(node: NodeState, prepared: Any, shape: Shape, ev: Evaluation, s
     return allocate(prepared, node.inventory, node.usage, {}, chooser=chooser, now=now)
 
 
+def _extended(pod: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any]], state: ClusterState
+              ) -> tuple[ext.ExtendedRequests | None, Rejection | None]:
+    """The pod's DRA-backed extended resources (KEP-5004): the requests of the special claim, or
+    the rejection for a resource nobody serves. A resource a DeviceClass maps is served by DRA on
+    every node (see README: nodes that list it in allocatable are not mixed in)."""
+    parsed = ext.pod_extended(pod)
+    if not parsed:
+        return None, None
+    by_resource = ext.mapping(classes)
+    missing = ext.unknown(parsed, by_resource, (ext.allocatable_names(n.obj) for n in state.nodes.values()))
+    if missing:
+        return None, Rejection("NodeResourcesFit", ", ".join(f"Insufficient {m}" for m in missing), unresolvable=True)
+    requests = ext.dra_requests(parsed, by_resource, frozenset())
+    return (requests if requests else None), None
+
+
 def _pinned_checks(allocated: list[Mapping[str, Any]]) -> Checks:
     """A pod whose claim is already allocated (shared with another pod) goes where that allocation is."""
     why = Rejection("DynamicResources", "node(s) not where the pod's allocated claim is", unresolvable=True)
@@ -142,14 +159,22 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
     name = (pod.get("metadata") or {}).get("name", "")
     config = config or state.config
     total = len(state.nodes)
+    classes = state.classes if classes is None else classes
     try:
         strategy = strategy_for(pod, config)
         info = pod_info(pod)
         requests = info.requests
-        prepared = adapter.prepare_claims(list(claims), state.classes if classes is None else classes)
-    except (ConfigError, nodefit.PodSpecError, adapter.ClaimShapeError, sel.SelectorError) as exc:
+        extended, why = _extended(pod, classes, state)
+        if why is not None:
+            return Unschedulable(name, total, None, lambda: {n: why for n in state.nodes})
+        if extended is not None:
+            claims = list(claims) + [ext.claim_for(pod, extended, uid=f"{info.uid}-extended-resources")]
+        prepared = adapter.prepare_claims(list(claims), classes)
+    except (ConfigError, nodefit.PodSpecError, adapter.ClaimShapeError, sel.SelectorError, ext.DeviceClassError) as exc:
         return Unschedulable(name, total, Rejection("PreFilter", str(exc), unresolvable=True))
     ctx = CycleContext(pod, info, state, config)
+    if extended is not None:
+        ctx.cache["dra_extended"] = frozenset(extended.dra)
     plan = registry.prefilter(ctx)
     if plan.rejection is not None:
         return Unschedulable(name, total, plan.rejection)
@@ -182,7 +207,7 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
                 permanent = result.reason
             return False
         allocations = {c.claim.name: c.allocation for c in result.claims}
-        placement = Placement(name, node.name, allocations, cost, strategy, requests, tuple(result.picks))
+        placement = Placement(name, node.name, allocations, cost, strategy, requests, tuple(result.picks), extended)
         return True
 
     while heap and placement is None and permanent is None:

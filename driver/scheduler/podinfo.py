@@ -116,18 +116,6 @@ def _terms(block: Mapping[str, Any], pod_ns: str, pod_labels: Mapping[str, str],
     return required, tuple(preferred)
 
 
-def host_ports(pod: Mapping[str, Any]) -> tuple[tuple[str, str, int], ...]:
-    """(hostIP, protocol, hostPort) of every container port that claims a host port."""
-    spec = pod.get("spec") or {}
-    out = []
-    for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
-        for p in c.get("ports") or []:
-            hp = p.get("hostPort")
-            if hp:
-                out.append((str(p.get("hostIP") or "0.0.0.0"), str(p.get("protocol") or "TCP"), int(hp)))
-    return tuple(out)
-
-
 def pod_info(pod: Mapping[str, Any], node: str = "") -> PodInfo:
     """Parse a Pod dict. Raises `labels.SelectorError` / `noderesources.PodSpecError` naming the field."""
     meta = pod.get("metadata") or {}
@@ -137,6 +125,8 @@ def pod_info(pod: Mapping[str, Any], node: str = "") -> PodInfo:
     affinity = spec.get("affinity") or {}
     req_a, pref_a = _terms(affinity.get("podAffinity") or {}, ns, labels, "spec.affinity.podAffinity")
     req_aa, pref_aa = _terms(affinity.get("podAntiAffinity") or {}, ns, labels, "spec.affinity.podAntiAffinity")
+    from driver.scheduler.plugins import nodeports  # (imports the framework, which imports this module)
+
     priority = spec.get("priority")
     return PodInfo(
         uid=str(meta.get("uid") or f"{ns}/{meta.get('name', '')}"),
@@ -151,5 +141,5 @@ def pod_info(pod: Mapping[str, Any], node: str = "") -> PodInfo:
         required_anti_affinity=req_aa,
         preferred_affinity=pref_a,
         preferred_anti_affinity=pref_aa,
-        host_ports=host_ports(pod),
+        host_ports=tuple(nodeports.host_ports(pod)),
     )

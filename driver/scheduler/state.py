@@ -25,6 +25,7 @@ from driver.allocator.usage import NodeUsage, Pick, UsageError
 from driver.scheduler.packing import adapter, physical
 from driver.scheduler.packing.scoring import Evaluation, NodeClass, PackingConfig, Scorer, Shape
 from driver.scheduler.plugins import noderesources as nodefit
+from driver.scheduler.plugins.tainttoleration import TaintIndex
 from driver.scheduler.sharedpool import SharedPools
 from driver.scheduler.snapshot import PodIndex, TopologyIndex
 from driver.scheduler.volumes import VolumeIndex
@@ -99,6 +100,7 @@ class Placement:
     strategy: str
     requests: nodefit.Resources
     picks: tuple[Pick, ...] = ()
+    extended: Any = None  # extendedresources.ExtendedRequests: the pod's DRA extended-resource claim to create
 
 
 
@@ -131,6 +133,7 @@ class ClusterState:
         self.pods = PodIndex()  # pods placed on nodes, for the inter-pod constraints (snapshot.py)
         self.topology = TopologyIndex()  # nodes by label, for topology domains
         self.volumes = VolumeIndex()  # PVCs, PVs, StorageClasses (VolumeBinding)
+        self.taint_index = TaintIndex()  # nodes with PreferNoSchedule taints (TaintToleration's score)
 
     # -- building -------------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class ClusterState:
         state = NodeState(name, dict((node.get("metadata") or {}).get("labels") or {}), alloc, taints, unschedulable,
                           inventory, NodeUsage(), klass, obj=node)
         self.topology.set_node(name, state.labels)
+        self.taint_index.set_node(name, node)
         self.shared.attach(name, inventory, state.usage)
         state.free, state.counters = physical.node_view(inventory, state.usage, klass.layout)
         self.nodes[name] = state
@@ -171,6 +175,7 @@ class ClusterState:
         state = self.nodes.pop(name, None)
         if state is not None:
             self.topology.set_node(name, None)
+            self.taint_index.set_node(name, None)
             self.shared.detach(name, state.inventory)
             self._ungroup(state)
 

@@ -100,3 +100,40 @@ def test_gated_pod_stays_unbound_with_no_claim_allocated(server, api: Api) -> No
         api.kube.call(api.kube.core.replace_namespaced_pod, "gated", "default", body)
         _bound(api, ["gated"])
     assert (api.claim("gated-gpu").get("status") or {}).get("allocation")
+
+
+def test_extended_resource_pod_gets_an_allocated_claim_and_its_status(server, api: Api) -> None:
+    from driver.devices.classes import device_classes
+    for cls in device_classes():
+        try:
+            api.create(cls)
+        except Exception:  # noqa: BLE001 - the fixture's classes are already there
+            pass
+    _nodes(api, 1, gpus=2)
+    obj = pod("seed-step3")
+    obj["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": "1"}
+    api.create(obj)
+    with controller(server):
+        _bound(api, ["seed-step3"])
+        status = wait_for(lambda: (api.pod("seed-step3").get("status") or {}).get("extendedResourceClaimStatus"),
+                          20, "extendedResourceClaimStatus written")
+    assert status["requestMappings"] == [{"containerName": "c0", "resourceName": "nvidia.com/gpu",
+                                          "requestName": "container-0-request-2"}]  # cpu, memory count (upstream)
+    claim_obj = api.claim(status["resourceClaimName"])
+    assert claim_obj["metadata"]["annotations"]["resource.kubernetes.io/extended-resource-claim"] == "true"
+    assert claim_obj["metadata"]["ownerReferences"][0]["uid"] == api.pod("seed-step3")["metadata"]["uid"]
+    (result,) = claim_obj["status"]["allocation"]["devices"]["results"]
+    assert result["pool"] == "n0" and result["request"] == "container-0-request-2"
+    assert [r["name"] for r in claim_obj["status"]["reservedFor"]] == ["seed-step3"]
+
+
+def test_unknown_extended_resource_is_unschedulable_naming_it(server, api: Api) -> None:
+    _nodes(api, 2)
+    obj = pod("wants-foo")
+    obj["spec"]["containers"][0]["resources"]["limits"] = {"example.com/foo": "1"}
+    api.create(obj)
+    with controller(server):
+        msg = wait_for(lambda: next((c.get("message") for c in (api.pod("wants-foo").get("status") or {}).get("conditions") or []
+                                     if c.get("type") == "PodScheduled" and c.get("status") == "False"), None),
+                       20, "reported unschedulable")
+    assert msg.startswith("0/2 nodes are available: 2 Insufficient example.com/foo.")

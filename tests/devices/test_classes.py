@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from driver.devices.classes import class_name, device_classes
+from driver.devices.classes import mig_profiles, class_name, device_classes
 from driver.dra.cel import compile_selector, device_input, evaluate
 
 from .conftest import schema_errors
@@ -13,10 +13,15 @@ from .helpers import inventory
 
 def test_nvidia_compatible_classes_pass_the_schema():
     classes = device_classes()
-    assert [c["metadata"]["name"] for c in classes] == [
-        "gpu.nvidia.com", "mig.nvidia.com", "replica.gpu.nvidia.com", "fractional.gpu.nvidia.com"]
-    assert classes[0]["spec"]["extendedResourceName"] == "nvidia.com/gpu"
-    assert all("extendedResourceName" not in c["spec"] for c in classes[1:])
+    names = [c["metadata"]["name"] for c in classes]
+    assert names[:5] == ["gpu.nvidia.com", "mig.nvidia.com", "replica.gpu.nvidia.com", "fractional.gpu.nvidia.com",
+                         "unit.gpu.nvidia.com"]
+    # nvidia.com/gpu is held by the unit class (whole GPUs and time-slice replicas, one per unit);
+    # NVIDIA's own class names keep NVIDIA's selectors
+    assert all("extendedResourceName" not in c["spec"] for c in classes[:4])
+    assert classes[4]["spec"]["extendedResourceName"] == "nvidia.com/gpu"
+    assert [c["spec"]["extendedResourceName"] for c in classes[5:]] == [
+        "nvidia.com/mig-" + p.replace("+", ".") for p in mig_profiles()]
     assert classes[0]["spec"]["selectors"][0]["cel"]["expression"] == (
         "device.driver == 'gpu.nvidia.com' && device.attributes['gpu.nvidia.com'].type == 'gpu'")
     for c in classes:
@@ -50,6 +55,7 @@ def test_each_class_selects_exactly_its_kind(mode, kind):
 def test_other_driver_names():
     classes = device_classes("gpu.example.com")
     assert [c["metadata"]["name"] for c in classes][:2] == ["gpu.example.com", "mig.example.com"]
-    assert classes[0]["spec"]["extendedResourceName"] == "example.com/gpu"
+    assert classes[4]["metadata"]["name"] == "unit.gpu.example.com"
+    assert classes[4]["spec"]["extendedResourceName"] == "example.com/gpu"
     with pytest.raises(ValueError, match="kind: expected one of"):
         class_name("tpu")

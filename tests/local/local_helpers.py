@@ -26,3 +26,37 @@ def allocation(node: str = "node-a", device: str = "gpu-0") -> dict[str, Any]:
     return {"devices": {"results": [{"request": "r0", "driver": "gpu.nvidia.com", "pool": node, "device": device}]},
             "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In",
                                                                        "values": [node]}]}]}}
+
+
+def status_of(exc: Any) -> dict[str, Any]:
+    """The Status body of an ApiException."""
+    import json
+
+    return json.loads(exc.body)
+
+
+def http(url: str, method: str, path: str, body: Any = None,
+         content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
+    """A raw JSON request (for bodies the typed client refuses to send, e.g. `cpu: 1` as a number)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def kubectl(kubeconfig: Any, *args: str, stdin: str | None = None, check: bool = True) -> Any:
+    """Run the kubectl binary against a kubeconfig; AssertionError with stderr when it fails and `check`."""
+    import subprocess
+
+    result = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args],
+                            input=stdin, capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result

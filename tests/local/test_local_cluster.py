@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from driver.local.claims import DELETE_PROTECTION, POD_CLAIM_ANNOTATION
+from driver.devices.classes import device_classes
 from driver.local.cluster import LocalCluster, driver_plugin_factory
 from driver.local.clusterfile import parse_cluster
 from wait_helpers import wait_for
@@ -105,7 +106,7 @@ def test_nodes_are_registered_with_capacity_and_leases(env: Env) -> None:
 
 def test_the_drivers_device_classes_exist_from_the_start(env: Env) -> None:
     classes = {c["metadata"]["name"]: c for c in _raw(env.dra.list_device_class(_preload_content=False))["items"]}
-    assert sorted(classes) == ["fractional.gpu.nvidia.com", "gpu.nvidia.com", "mig.nvidia.com", "replica.gpu.nvidia.com"]
+    assert sorted(classes) == sorted(c["metadata"]["name"] for c in device_classes("gpu.nvidia.com"))
     assert classes["mig.nvidia.com"]["spec"]["selectors"][0]["cel"]["expression"] == \
         "device.driver == 'gpu.nvidia.com' && device.attributes['gpu.nvidia.com'].type == 'mig'"
 
@@ -115,8 +116,8 @@ def test_device_classes_follow_the_driver_name_and_can_be_left_out(tmp_path: Pat
     with LocalCluster(spec, workdir=tmp_path / "a", plugin_factory=None, kubelets=False, claim_controller=False,
                       workloads=False, default_scheduler=False) as cluster:
         dra = client.ResourceV1Api(cluster.api_client())
-        assert sorted(c.metadata.name for c in dra.list_device_class().items) == [
-            "fractional.gpu.example.com", "gpu.example.com", "mig.example.com", "replica.gpu.example.com"]
+        assert sorted(c.metadata.name for c in dra.list_device_class().items) == sorted(
+            c["metadata"]["name"] for c in device_classes("gpu.example.com"))
         assert cluster.create_device_classes() == []  # already there: kept, nothing created twice
     with LocalCluster(spec, workdir=tmp_path / "b", plugin_factory=None, kubelets=False, claim_controller=False,
                       workloads=False, default_scheduler=False, device_classes=False) as cluster:

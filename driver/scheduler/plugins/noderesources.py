@@ -1,21 +1,64 @@
-"""Node fit for a pod, the kube-scheduler filters a DRA scheduler must repeat itself.
+"""NodeResourcesFit: what a pod reserves on a node, what a node offers, and whether it fits.
 
-A pod handled by our scheduler never passes kube-scheduler's filters, so resource fit (CPU,
-memory, pod count), nodeSelector, required node affinity, taints/tolerations and cordoned nodes
-are checked here, as pure functions over wire dicts. Requests follow the API's rule: the larger
-of the sum over containers and the largest init container, plus pod overhead.
+A pod handled by our scheduler never passes kube-scheduler's filters, so resource fit is checked
+here, with the API's rules (component-helpers `PodRequests`):
+
+- a container's request for a resource it only limits is the limit (API defaulting);
+- requests = max(Σ regular containers + Σ sidecars (init containers with restartPolicy Always),
+  max over init containers of (that container + the sidecars started before it)), then pod-level
+  `spec.resources` (cpu, memory, hugepages-*) replace the container sums, then `spec.overhead`
+  is added;
+- this holds for cpu (millicores), memory and ephemeral-storage (bytes) and every scalar
+  resource (extended resources such as `example.com/foo`, `hugepages-*`, `*kubernetes.io/*`),
+  each rounded up once after summing (never under-reserve).
+
+cpu, memory and pod count are checked by the cycle's equivalence groups (`insufficient` gives
+it upstream's words); `prefilter` checks the rest — ephemeral-storage and scalar resources —
+against the pods already on the node, and only for pods that request them.
+
+The taint and label functions other modules still import from here live in tainttoleration.py
+and nodeaffinity.py; they are re-exported lazily (module `__getattr__`) because those modules
+import the framework, which imports podinfo, which imports this module.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Collection, Mapping
 
-from driver.allocator.inventory import node_selector_matches
 from driver.dra.quantity import QuantityError, parse_quantity
 
-UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+if TYPE_CHECKING:
+    from driver.scheduler.framework import Checks, CycleContext, Rejection
+    from driver.scheduler.plugins.nodeaffinity import label_requirements, labels_match
+    from driver.scheduler.plugins.tainttoleration import UNSCHEDULABLE_TAINT, node_taints, tolerates, untolerated
+
+__all__ = ["PLUGIN", "PodSpecError", "Resources", "insufficient", "is_scalar_resource", "is_sidecar", "node_allocatable",
+           "pod_requests", "prefilter", "request_list", "used_on_node",
+           # moved, re-exported (see the module docstring)
+           "UNSCHEDULABLE_TAINT", "label_requirements", "labels_match", "node_taints", "tolerates", "untolerated"]
+
+PLUGIN = "NodeResourcesFit"
+DEFAULT_PODS = 110  # a node that states no pod capacity: the kubelet's default max-pods
+POD_LEVEL = ("cpu", "memory")  # plus hugepages-*: what spec.resources may set (PodLevelResources)
+
+_REEXPORTS = {
+    "UNSCHEDULABLE_TAINT": "tainttoleration", "node_taints": "tainttoleration", "tolerates": "tainttoleration",
+    "untolerated": "tainttoleration", "label_requirements": "nodeaffinity", "labels_match": "nodeaffinity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The moved taint / label names, imported on first use (see the module docstring)."""
+    module = _REEXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f"driver.scheduler.plugins.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 class PodSpecError(ValueError):
@@ -24,108 +67,187 @@ class PodSpecError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """CPU in millicores, memory in bytes, pods as a count (rounded up: never under-reserve)."""
+    """CPU in millicores, memory and ephemeral-storage in bytes, pods as a count; `scalars` the
+    other resources as sorted (name, amount) pairs, amounts rounded up to integers."""
 
     cpu: int = 0
     memory: int = 0
     pods: int = 0
+    ephemeral: int = 0
+    scalars: tuple[tuple[str, int], ...] = ()
+
+    def scalar(self, name: str) -> int:
+        for n, v in self.scalars:
+            if n == name:
+                return v
+        return 0
 
 
-def _amount(value: Any, where: str, scale: int) -> int:
+def is_scalar_resource(name: str) -> bool:
+    """kube-scheduler's IsScalarResourceName: extended (`domain/name`, not `requests.*`),
+    `*kubernetes.io/*`, `hugepages-*` and `attachable-volumes-*` resources."""
+    if name.startswith(("hugepages-", "attachable-volumes-")):
+        return True
+    return "/" in name and not name.startswith("requests.")
+
+
+def _quantity(value: Any, where: str) -> Fraction:
     try:
-        return math.ceil(parse_quantity(value, where) * scale)
+        return parse_quantity(value, where)
     except QuantityError as exc:
         raise PodSpecError(str(exc)) from None
 
 
-def _container_requests(container: Mapping[str, Any], where: str) -> tuple[int, int]:
-    req = ((container.get("resources") or {}).get("requests")) or {}
-    cpu = _amount(req["cpu"], f"{where}.resources.requests.cpu", 1000) if "cpu" in req else 0
-    mem = _amount(req["memory"], f"{where}.resources.requests.memory", 1) if "memory" in req else 0
-    return cpu, mem
+def _resource_list(raw: Any, where: str) -> dict[str, Fraction]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise PodSpecError(f"{where}: expected a map of resource name to quantity")
+    return {str(k): _quantity(v, f"{where}.{k}") for k, v in raw.items()}
+
+
+def _effective_requests(resources: Any, where: str) -> dict[str, Fraction]:
+    """requests, plus limits for resources without a request (the API's defaulting)."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, Mapping):
+        raise PodSpecError(f"{where}: expected a resource requirements object")
+    out = _resource_list(resources.get("requests"), f"{where}.requests")
+    for k, v in _resource_list(resources.get("limits"), f"{where}.limits").items():
+        out.setdefault(k, v)
+    return out
+
+
+def _add(into: dict[str, Fraction], more: Mapping[str, Fraction]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, Fraction(0)) + v
+
+
+def _max(into: dict[str, Fraction], more: Mapping[str, Fraction]) -> None:
+    for k, v in more.items():
+        if v > into.get(k, Fraction(0)):
+            into[k] = v
+
+
+def _containers(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    raw = spec.get(key) or []
+    if not isinstance(raw, list):
+        raise PodSpecError(f"spec.{key}: expected a list of containers")
+    for i, c in enumerate(raw):
+        if not isinstance(c, Mapping):
+            raise PodSpecError(f"spec.{key}[{i}]: expected a container object")
+    return raw
+
+
+def is_sidecar(container: Mapping[str, Any]) -> bool:
+    """An init container that keeps running beside the regular ones (restartPolicy: Always)."""
+    return container.get("restartPolicy") == "Always"
+
+
+def request_list(pod: Mapping[str, Any]) -> dict[str, Fraction]:
+    """The pod's effective requests by resource name, exact (see the module docstring)."""
+    spec = pod.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        raise PodSpecError("spec: expected a pod spec object")
+    total: dict[str, Fraction] = {}
+    for i, c in enumerate(_containers(spec, "containers")):
+        _add(total, _effective_requests(c.get("resources"), f"spec.containers[{i}].resources"))
+    sidecars: dict[str, Fraction] = {}
+    init_peak: dict[str, Fraction] = {}
+    for i, c in enumerate(_containers(spec, "initContainers")):
+        req = _effective_requests(c.get("resources"), f"spec.initContainers[{i}].resources")
+        if is_sidecar(c):
+            _add(total, req)
+            _add(sidecars, req)
+            _max(init_peak, sidecars)
+        else:
+            running = dict(sidecars)
+            _add(running, req)
+            _max(init_peak, running)
+    _max(total, init_peak)
+    pod_level = spec.get("resources")
+    if pod_level is not None:
+        for k, v in _effective_requests(pod_level, "spec.resources").items():
+            if k in POD_LEVEL or k.startswith("hugepages-"):
+                total[k] = v
+    _add(total, _resource_list(spec.get("overhead"), "spec.overhead"))
+    return total
+
+
+def _resources(amounts: Mapping[str, Fraction], pods: int) -> Resources:
+    cpu = math.ceil(amounts.get("cpu", Fraction(0)) * 1000)
+    memory = math.ceil(amounts.get("memory", Fraction(0)))
+    ephemeral = math.ceil(amounts.get("ephemeral-storage", Fraction(0)))
+    scalars = tuple(sorted((k, math.ceil(v)) for k, v in amounts.items() if is_scalar_resource(k)))
+    return Resources(cpu, memory, pods, ephemeral, scalars)
 
 
 def pod_requests(pod: Mapping[str, Any]) -> Resources:
-    """What the pod reserves on a node: max(Σ containers, max init container) + overhead, 1 pod."""
-    spec = pod.get("spec") or {}
-    cpu = mem = 0
-    for i, c in enumerate(spec.get("containers") or []):
-        a, b = _container_requests(c, f"spec.containers[{i}]")
-        cpu, mem = cpu + a, mem + b
-    for i, c in enumerate(spec.get("initContainers") or []):
-        a, b = _container_requests(c, f"spec.initContainers[{i}]")
-        cpu, mem = max(cpu, a), max(mem, b)
-    overhead = spec.get("overhead") or {}
-    if "cpu" in overhead:
-        cpu += _amount(overhead["cpu"], "spec.overhead.cpu", 1000)
-    if "memory" in overhead:
-        mem += _amount(overhead["memory"], "spec.overhead.memory", 1)
-    return Resources(cpu, mem, 1)
+    """What the pod reserves on a node (and one pod slot). Raises PodSpecError naming the field."""
+    return _resources(request_list(pod), 1)
 
 
 def node_allocatable(node: Mapping[str, Any]) -> Resources:
-    """status.allocatable (falling back to capacity) of a Node dict."""
+    """status.allocatable (falling back to capacity) of a Node dict; pods default to 110."""
     status = node.get("status") or {}
-    alloc = status.get("allocatable") or status.get("capacity") or {}
     name = (node.get("metadata") or {}).get("name", "?")
-    where = f"node {name} status.allocatable"
-    return Resources(
-        _amount(alloc.get("cpu", 0), f"{where}.cpu", 1000),
-        _amount(alloc.get("memory", 0), f"{where}.memory", 1),
-        _amount(alloc.get("pods", 110), f"{where}.pods", 1),
-    )
+    alloc = status.get("allocatable") or status.get("capacity") or {}
+    amounts = _resource_list(alloc, f"node {name} status.allocatable")
+    pods = amounts.get("pods")
+    return _resources(amounts, DEFAULT_PODS if pods is None else math.floor(pods))
 
 
-def node_taints(node: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
-    """(key, value, effect) of the taints that keep pods away (NoSchedule, NoExecute)."""
+def insufficient(requests: Resources, free: Resources, ignored: Collection[str] = ()) -> list[str]:
+    """kube-scheduler's fitsRequest reasons, in its order: "Too many pods", "Insufficient cpu",
+    "Insufficient memory", "Insufficient ephemeral-storage", "Insufficient <scalar>" (by name).
+    `free` is allocatable minus what the node's pods request (pods: free slots); `ignored` are
+    scalar resources checked elsewhere (extended resources served by DRA)."""
     out = []
-    for t in ((node.get("spec") or {}).get("taints")) or []:
-        if t.get("effect") in ("NoSchedule", "NoExecute"):
-            out.append((str(t.get("key", "")), str(t.get("value", "") or ""), str(t["effect"])))
-    return tuple(sorted(out))
+    if free.pods < requests.pods:
+        out.append("Too many pods")
+    if not (requests.cpu or requests.memory or requests.ephemeral or requests.scalars):
+        return out
+    if 0 < requests.cpu and requests.cpu > free.cpu:
+        out.append("Insufficient cpu")
+    if 0 < requests.memory and requests.memory > free.memory:
+        out.append("Insufficient memory")
+    if 0 < requests.ephemeral and requests.ephemeral > free.ephemeral:
+        out.append("Insufficient ephemeral-storage")
+    for name, amount in requests.scalars:
+        if amount > 0 and name not in ignored and amount > free.scalar(name):
+            out.append(f"Insufficient {name}")
+    return out
 
 
-def tolerates(tolerations: list[Mapping[str, Any]], key: str, value: str, effect: str) -> bool:
-    """core/v1 toleration matching: empty key + Exists tolerates everything; empty effect any effect."""
-    for t in tolerations:
-        if t.get("effect") and t["effect"] != effect:
-            continue
-        op = t.get("operator") or "Equal"
-        tkey = t.get("key") or ""
-        if op == "Exists":
-            if not tkey or tkey == key:
-                return True
-        elif op == "Equal" and tkey == key and (t.get("value") or "") == value:
-            return True
-    return False
+def used_on_node(ctx: "CycleContext", node: str) -> Resources:
+    """Σ requests of the pods the snapshot has on `node` (ephemeral-storage and scalars only)."""
+    ephemeral = 0
+    scalars: dict[str, int] = {}
+    for p in ctx.state.pods.on_node(node).values():
+        ephemeral += p.requests.ephemeral
+        for n, v in p.requests.scalars:
+            scalars[n] = scalars.get(n, 0) + v
+    return Resources(ephemeral=ephemeral, scalars=tuple(sorted(scalars.items())))
 
 
-def untolerated(pod: Mapping[str, Any], taints: tuple[tuple[str, str, str], ...], unschedulable: bool) -> str | None:
-    """Why the pod may not go to a node with these taints (None: it may)."""
-    tolerations = ((pod.get("spec") or {}).get("tolerations")) or []
-    if unschedulable and not tolerates(tolerations, UNSCHEDULABLE_TAINT, "", "NoSchedule"):
-        return "node(s) unschedulable"
-    for key, value, effect in taints:
-        if not tolerates(tolerations, key, value, effect):
-            return f"untolerated taint {key}{'=' + value if value else ''}:{effect}"
-    return None
+def prefilter(ctx: "CycleContext") -> "Checks | Rejection | None":
+    """Ephemeral-storage and scalar resources against each node's allocatable minus its pods'
+    requests; None for pods that request neither (cpu, memory, pods: the cycle's groups)."""
+    from driver.scheduler.framework import Checks, Rejection
 
+    req = ctx.info.requests
+    ignored = frozenset(ctx.cache.get("dra_extended", ()))
+    scalars = tuple((n, v) for n, v in req.scalars if v > 0 and n not in ignored)
+    if req.ephemeral <= 0 and not scalars:
+        return None
+    wanted = Resources(ephemeral=req.ephemeral, scalars=scalars)
 
-def label_requirements(pod: Mapping[str, Any]) -> tuple[dict[str, str], Mapping[str, Any] | None]:
-    """The pod's nodeSelector and required node affinity (None when absent)."""
-    spec = pod.get("spec") or {}
-    selector = spec.get("nodeSelector") or {}
-    affinity = (((spec.get("affinity") or {}).get("nodeAffinity")) or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution")
-    return selector, affinity
+    def fit(node: Any) -> Rejection | None:
+        used = used_on_node(ctx, node.name)
+        alloc = node.allocatable
+        free = Resources(pods=1, ephemeral=alloc.ephemeral - used.ephemeral,
+                         scalars=tuple((n, alloc.scalar(n) - used.scalar(n)) for n, _ in scalars))
+        reasons = insufficient(wanted, free)
+        return Rejection(PLUGIN, ", ".join(reasons)) if reasons else None
 
-
-def labels_match(selector: Mapping[str, str], affinity: Mapping[str, Any] | None, name: str,
-                 labels: Mapping[str, str]) -> bool:
-    """nodeSelector (every label equal) and required node affinity (terms ORed, expressions ANDed)."""
-    for k, v in selector.items():
-        if labels.get(k) != v:
-            return False
-    if affinity is not None:
-        return node_selector_matches(affinity, name, labels)
-    return True
+    return Checks(PLUGIN, filter=fit)

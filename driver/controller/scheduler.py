@@ -95,6 +95,7 @@ class Controller:
         self._in_flight: set[str] = set()
         self._first_try: dict[str, float] = {}
         self._reported: dict[str, str] = {}  # pod uid -> last unschedulable message reported
+        self._nominated: dict[str, tuple[str, int]] = {}  # pod key -> (node, priority) after preempting
         self._leading = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -272,6 +273,9 @@ class Controller:
         obj = new or old or {}
         uid = obj["metadata"].get("uid", "")
         key = k.key_of(obj)
+        if new is None or (new.get("spec") or {}).get("nodeName") or pod_is_done(new):
+            with self._lock:
+                self._nominated.pop(key, None)  # bound or gone: its reservation ends
         if new is None:
             with self._lock:
                 for waiting in self._awaiting.values():
@@ -360,9 +364,14 @@ class Controller:
             return
         target, pending, floating = plan.target(pod), plan.pending, plan.floating
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            nominated: dict[str, int] = {}
+            for other, (n, prio) in self._nominated.items():
+                if other != key:
+                    nominated[n] = max(prio, nominated.get(n, prio))
         with self.view.lock:
             result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now,
-                              allocated=floating)
+                              allocated=floating, nominated=nominated)
         if isinstance(result, Unschedulable):
             reason = plan.explain(result.reason)
             reason += self._preempt_for(pod, target, pending, result, floating, now)
@@ -481,6 +490,8 @@ class Controller:
         if isinstance(outcome, NotPreempting):
             return f" preemption: {outcome.reason}"
         key = k.key_of(pod)
+        with self._lock:
+            self._nominated[key] = (outcome.node, int((pod.get("spec") or {}).get("priority") or 0))
         logger.info("preempting", pod=key, node=outcome.node, victims=[v.key for v in outcome.victims],
                     pdb_violations=outcome.pdb_violations)
         try:

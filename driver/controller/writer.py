@@ -261,15 +261,26 @@ class Writer:
         ns, name = meta["namespace"], meta["name"]
         core = self.kube.core
         message = f"{self.scheduler_name}: preempting to accommodate a higher priority pod"
-        status = dict(victim.get("status") or {})
-        conds = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
-        conds.append({"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
-                      "message": message, "lastTransitionTime": _now(), "lastProbeTime": None})
-        status["conditions"] = conds
-        try:
-            self.kube.call(core.replace_namespaced_pod_status, name, ns, dict(victim, status=status))
-        except Exception as exc:  # noqa: BLE001 - the delete below is what frees the node
-            logger.info("disruption_condition_failed", pod=f"{ns}/{name}", error=api_error(exc)[1])
+        for attempt in range(3):
+            status = dict(victim.get("status") or {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+            conds.append({"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                          "message": message, "lastTransitionTime": _now(), "lastProbeTime": None})
+            status["conditions"] = conds
+            try:
+                self.kube.call(core.replace_namespaced_pod_status, name, ns, dict(victim, status=status))
+                break
+            except Exception as exc:  # noqa: BLE001 - the delete below is what frees the node
+                code, text = api_error(exc)
+                if code != 409 or attempt == 2:
+                    logger.info("disruption_condition_failed", pod=f"{ns}/{name}", error=text)
+                    break
+                try:
+                    victim = self.kube.call(core.read_namespaced_pod, name, ns)
+                except Exception:  # noqa: BLE001 - gone: nothing to mark
+                    return
+                if (victim.get("metadata") or {}).get("uid") != meta.get("uid"):
+                    return
         pmeta = preemptor["metadata"]
         self.event(victim, "Preempted", f"Preempted by pod {pmeta.get('uid')} on node {node}", "Normal")
         try:

@@ -134,6 +134,14 @@ def _extended(pod: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any]], 
     return (requests if requests else None), None
 
 
+def _nominated_checks(nominated: Mapping[str, int], priority: int) -> Checks:
+    why = Rejection("DefaultPreemption", "node(s) were reserved for a nominated pod of higher or equal priority")
+
+    def free(node: NodeState) -> Rejection | None:
+        return why if nominated.get(node.name, priority - 1) >= priority else None
+    return Checks("DefaultPreemption", filter=free)
+
+
 def _pinned_checks(allocated: list[Mapping[str, Any]]) -> Checks:
     """A pod whose claim is already allocated (shared with another pod) goes where that allocation is."""
     why = Rejection("DynamicResources", "node(s) not where the pod's allocated claim is", unresolvable=True)
@@ -146,12 +154,15 @@ def _pinned_checks(allocated: list[Mapping[str, Any]]) -> Checks:
 def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: ClusterState,
              classes: Mapping[str, Mapping[str, Any]] | None = None, config: PackingConfig | None = None,
              now: str | None = None, observe: bool = True,
-             allocated: list[Mapping[str, Any]] = (), nodes: Iterable[str] | None = None) -> Placement | Unschedulable:
+             allocated: list[Mapping[str, Any]] = (), nodes: Iterable[str] | None = None,
+             nominated: Mapping[str, int] | None = None) -> Placement | Unschedulable:
     """Choose the node and devices for `pod` whose not yet allocated claims are `claims`.
 
     `allocated` are the pod's claims that already carry an allocation (shared with another pod):
     they are not allocated again, and the pod can only go where their allocations point. `nodes`
-    limits the search to these nodes (preemption tries one node at a time).
+    limits the search to these nodes (preemption tries one node at a time). `nominated` maps nodes
+    to the highest priority of the other pods nominated there (waiting for their victims to leave):
+    a pod of no higher priority does not take such a node, so what preemption freed is not lost.
     Changes nothing in `state` but the learned workload (`observe`: the pod counts as arrived);
     call `state.commit(placement)` once its allocations are written. `classes` (DeviceClass dicts
     by name) and `config` default to the state's own.
@@ -179,6 +190,8 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
     if plan.rejection is not None:
         return Unschedulable(name, total, plan.rejection)
     filters = list(plan.filters)
+    if nominated:
+        filters.append(_nominated_checks(nominated, info.priority))
     if allocated:
         filters.append(_pinned_checks(list(allocated)))
     only = set(nodes) if nodes is not None else None

@@ -137,3 +137,48 @@ def test_unknown_extended_resource_is_unschedulable_naming_it(server, api: Api) 
                                      if c.get("type") == "PodScheduled" and c.get("status") == "False"), None),
                        20, "reported unschedulable")
     assert msg.startswith("0/2 nodes are available: 2 Insufficient example.com/foo.")
+
+
+def _priority_class(api: Api, name: str, value: int) -> None:
+    from kubernetes import client
+    body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value}
+    api.kube.call(client.SchedulingV1Api(api.kube.api_client).create_priority_class, body)
+
+
+def test_high_priority_gpu_pod_preempts_a_low_priority_one_on_a_full_node(server, api: Api) -> None:
+    _priority_class(api, "batch-low", 10)
+    _priority_class(api, "prod-high", 1000)
+    _nodes(api, 1, gpus=2)
+    for n in ("low-0", "low-1"):
+        _gpu_pod(api, n, {"app": "batch"}, priorityClassName="batch-low")
+    with controller(server) as ctl:
+        _bound(api, ["low-0", "low-1"])
+        held = {api.claim(f"{n}-gpu")["status"]["allocation"]["devices"]["results"][0]["device"]: n
+                for n in ("low-0", "low-1")}
+        _gpu_pod(api, "urgent", {"app": "prod"}, priorityClassName="prod-high")
+        assert api.pod("urgent")["spec"]["priority"] == 1000  # set by the priority admission
+        nominated = wait_for(lambda: (api.pod("urgent").get("status") or {}).get("nominatedNodeName"),
+                             30, "urgent nominated")
+        assert nominated == "n0"
+
+        def evicted():
+            for n in ("low-0", "low-1"):
+                try:
+                    p = api.pod(n)
+                except Exception:  # noqa: BLE001 - deleted: that is the victim
+                    return n
+                if p["metadata"].get("deletionTimestamp"):
+                    return n
+            return None
+        victim = wait_for(evicted, 30, "one low-priority pod evicted")
+        conds = {c["type"]: c for c in (api.pod(victim).get("status") or {}).get("conditions") or []}
+        assert conds["DisruptionTarget"]["reason"] == "PreemptionByScheduler"
+        api.delete_pod(victim)  # what the kubelet does once the victim's containers stopped
+        events = [e for e in api.events() if e.get("reason") == "Preempted"]
+        assert events and events[0]["involvedObject"]["name"] == victim
+        assert _bound(api, ["urgent"])["urgent"] == "n0"
+        device = api.claim("urgent-gpu")["status"]["allocation"]["devices"]["results"][0]["device"]
+        assert held[device] == victim  # the GPU the victim held
+        assert ctl.wait_idle(10)
+    survivor = ({"low-0", "low-1"} - {victim}).pop()
+    assert api.pod(survivor)["spec"].get("nodeName") == "n0" and not api.pod(survivor)["metadata"].get("deletionTimestamp")

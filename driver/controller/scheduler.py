@@ -417,24 +417,41 @@ class Controller:
         temp, real = self._extended_uid(pod), created["metadata"]["uid"]
         self.view.rekey_claim(temp, real)
         assumed_uids[assumed_uids.index(temp)] = real
-        w = self.writer.reserve(created, pod, allocation)
-        self.view.written(w.uid, w.resource_version)
-        patch = {"status": ext.pod_status(created["metadata"]["name"], extended)}
+        w: Written | None = None
         try:
-            self.kube.call(self.kube.core.patch_namespaced_pod_status, meta["name"], meta["namespace"], patch)
-        except Exception as exc:  # noqa: BLE001
-            code, text = k.api_error(exc)
-            self.writer.rollback([w], pod)
-            raise WriteError(f"pod {k.key_of(pod)}: record extendedResourceClaimStatus", code, text) from exc
+            w = self.writer.reserve(created, pod, allocation)
+            self.view.written(w.uid, w.resource_version)
+            patch = {"status": ext.pod_status(created["metadata"]["name"], extended)}
+            try:
+                self.kube.call(self.kube.core.patch_namespaced_pod_status, meta["name"], meta["namespace"], patch)
+            except Exception as exc:  # noqa: BLE001
+                code, text = k.api_error(exc)
+                raise WriteError(f"pod {k.key_of(pod)}: record extendedResourceClaimStatus", code, text) from exc
+        except Exception:
+            self._drop_extended(pod, created, [w] if w is not None else [])
+            raise
         return w
+
+    def _drop_extended(self, pod: dict, claim: dict, written: list[Written]) -> None:
+        """Undo a special claim this cycle created (upstream deletes it too): its allocation and
+        finalizer first, then the object, so the next cycle starts from nothing."""
+        meta = claim["metadata"]
+        try:
+            if written:
+                self.writer.rollback(written, pod)
+            self.kube.call(self.kube.resource.delete_namespaced_resource_claim, meta["name"], meta["namespace"],
+                           body={"preconditions": {"uid": meta.get("uid")}})
+        except Exception as exc:  # noqa: BLE001 - the pod's deletion garbage-collects it in the end
+            logger.warning("extended_claim_cleanup_failed", claim=k.key_of(claim), error=k.api_error(exc)[1])
 
     def _bind(self, key: str, pod: dict, node: str, claims: list[dict], allocations: dict[str, dict],
               assumed_uids: list[str], started: float, extended: Any = None) -> None:
         uid = pod["metadata"]["uid"]
         written = []
+        special: Written | None = None
         try:
             if extended is not None:
-                written.append(self._create_extended(pod, extended, allocations[ext.IN_MEMORY_NAME], assumed_uids))
+                special = self._create_extended(pod, extended, allocations[ext.IN_MEMORY_NAME], assumed_uids)
             for claim in claims:
                 alloc = allocations.get(claim["metadata"]["name"])
                 reserved = (claim.get("status") or {}).get("reservedFor") or []
@@ -451,6 +468,9 @@ class Controller:
             logger.info("bind_failed", pod=key, node=node, error=str(exc), rolled_back=len(written))
             try:
                 self.writer.rollback(written, pod)
+                if special is not None:
+                    self._drop_extended(pod, {"metadata": {"name": special.name, "namespace": special.namespace,
+                                                           "uid": special.uid}}, [special])
             finally:
                 self.view.forget(pod, assumed_uids)
                 with self._lock:

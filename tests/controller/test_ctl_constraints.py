@@ -182,3 +182,28 @@ def test_high_priority_gpu_pod_preempts_a_low_priority_one_on_a_full_node(server
         assert ctl.wait_idle(10)
     survivor = ({"low-0", "low-1"} - {victim}).pop()
     assert api.pod(survivor)["spec"].get("nodeName") == "n0" and not api.pod(survivor)["metadata"].get("deletionTimestamp")
+
+
+def test_a_failed_bind_leaves_no_extended_claim_behind(server, api: Api) -> None:
+    from driver.devices.classes import device_classes
+    for cls in device_classes():
+        try:
+            api.create(cls)
+        except Exception:  # noqa: BLE001 - the fixture's classes are already there
+            pass
+    _nodes(api, 1, gpus=1)
+    server.faults.set(verb="create", resource="pods/binding", error_rate=1.0, count=2)
+    obj = pod("retry")
+    obj["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": "1"}
+    api.create(obj)
+    with controller(server):
+        _bound(api, ["retry"])
+        name = wait_for(lambda: ((api.pod("retry").get("status") or {}).get("extendedResourceClaimStatus") or {})
+                        .get("resourceClaimName"), 20, "extendedResourceClaimStatus written")
+
+        def only_one():
+            special = [c for c in api.claims()
+                       if (c["metadata"].get("annotations") or {}).get("resource.kubernetes.io/extended-resource-claim")]
+            return special if len(special) == 1 else None
+        (special,) = wait_for(only_one, 20, "the failed attempts' claims deleted")
+    assert special["metadata"]["name"] == name and special["status"]["allocation"]

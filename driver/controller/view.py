@@ -252,9 +252,14 @@ class ClusterView:
                     return  # informer has not seen our binding yet
             acct = self.pods.get(uid)
             if acct is not None and acct.node == node:
-                if new is not None and _pod_index_fields(new) != _pod_index_fields(acct.obj):
-                    acct.obj = new  # labels or termination changed: what the inter-pod constraints see
-                    self._index_pod(uid, node, new)
+                if new is not None:
+                    changed = _pod_index_fields(new) != _pod_index_fields(acct.obj)
+                    acct.obj = new
+                    info = self.state.pods.get(uid)
+                    if changed or info is None:  # labels or termination: what the inter-pod constraints see
+                        self._index_pod(uid, node, new)
+                    else:
+                        info.obj = new  # e.g. its claim statuses, which preemption reads
                 return
             if acct is not None:
                 self._uncount(self._pop("pod", uid))

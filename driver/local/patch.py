@@ -37,6 +37,7 @@ MERGE_KEYS: dict[str, str] = {
     "addresses": "type",
     "taints": "key",
     "topologySpreadConstraints": "topologyKey",
+    "schedulingGates": "name",
 }
 # Primitive lists with patchStrategy=merge: patch entries are added to the existing ones.
 MERGE_PRIMITIVE_LISTS = {"finalizers"}

@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from driver.devices.apinames import is_dns_label, is_dns_subdomain, label_key_error
+from driver.dra.quantity import parse_quantity
 from driver.local.quantities import QUANTITY_PATTERN, QuantityError, canonical, canonicalize_key
 from driver.local.validation import Causes, show
 
@@ -105,6 +106,11 @@ def _is_native(name: str) -> bool:
     return "/" not in name or name.split("/", 1)[0].endswith("kubernetes.io")
 
 
+def _overcommit_allowed(name: str) -> bool:
+    """helper.IsOvercommitAllowed: native resources other than huge pages."""
+    return _is_native(name) and not name.startswith("hugepages-")
+
+
 def _resources(path: str, res: Any) -> Causes:
     """ValidateResourceRequirements: non-negative quantities, requests <= limits (== for extended)."""
     if res is None:
@@ -126,7 +132,7 @@ def _resources(path: str, res: Any) -> Causes:
                 causes.append((fpath, f"Invalid value: {show(name)}: {why}"))
                 continue
             try:
-                amount = Fraction(_parse(q))
+                amount = _parse(q)
             except QuantityError:
                 causes.append((fpath, f"Invalid value: {show(q)}: quantities must match the regular expression "
                                       f"'{QUANTITY_PATTERN}'"))
@@ -141,7 +147,7 @@ def _resources(path: str, res: Any) -> Causes:
     for name, amount in requests.items():
         limit = limits.get(name)
         text = (res.get("requests") or {}).get(name)
-        if _is_native(name):
+        if _overcommit_allowed(name):
             if limit is not None and amount > limit:
                 causes.append((req_path, f"Invalid value: {show(text)}: must be less than or equal to {name} limit of "
                                          f"{(res.get('limits') or {}).get(name)}"))
@@ -154,10 +160,8 @@ def _resources(path: str, res: Any) -> Causes:
 
 
 def _parse(q: Any) -> Fraction:
-    from driver.dra.quantity import parse_quantity
-
-    canonical(q)  # the same acceptance rule as the defaulting step
-    return parse_quantity(q if not isinstance(q, float) else repr(q))
+    """The quantity's value, accepted by the same rule as the defaulting step (QuantityError if not)."""
+    return parse_quantity(canonical(q))
 
 
 def _gates(gates: Any) -> Causes:

@@ -5,7 +5,8 @@ would stay Pending forever. This one places a pod on a Ready, schedulable node w
 its nodeSelector and whose allocatable cpu, memory and pod count still fit the pod's requests,
 preferring the least-loaded node, and binds it through pods/binding. Device allocation is not its
 job: a default-scheduler pod with resourceClaims gets a FailedScheduling event pointing at the
-driver's scheduler (the `gpu-dra controller`) instead of being bound without devices.
+driver's scheduler (the `gpu-dra controller`) instead of being bound without devices. Pods with
+scheduling gates wait, untouched, until their last gate is removed.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class DefaultScheduler:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         if spec.get("nodeName") or meta.get("deletionTimestamp") or spec.get("schedulerName") != SCHEDULER_NAME:
             return True
+        if spec.get("schedulingGates"):
+            return True  # kube-scheduler leaves gated pods alone; removing the last gate is an update we see
         if spec.get("resourceClaims"):
             if meta["uid"] not in self._warned:
                 self._warned.add(meta["uid"])

@@ -289,8 +289,8 @@ class Store:
             want_rv = meta.get("resourceVersion")
             if want_rv and str(want_rv) != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.plural, name, res.group)
+            strategy.normalize(res, obj)  # before merging: canonical quantities decide whether the spec changed
             new = merge_update(res, old, obj, subresource)
-            strategy.normalize(res, new)
             strategy.prepare_update(res, new, old)
             causes = strategy.validate(res, new, old)
             if causes:

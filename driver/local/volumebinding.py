@@ -106,12 +106,13 @@ class VolumeBinder:
         self.core = client.CoreV1Api(api_client)
         self.storage = client.StorageV1Api(api_client)
         self.queue = WorkQueue()
-        self.pvs, self.classes = Cache({"all": lambda _: ["all"]}), Cache()
+        self.pvs = Cache({"all": lambda _: ["all"]})
+        self.claims = Cache({"unbound": lambda c: [] if (c.get("spec") or {}).get("volumeName") else ["unbound"]})
         self._warned: set[tuple[str, str]] = set()
         self._informers = [
             Informer("pv-volumes", self.core.list_persistent_volume, self._on_volume, cache=self.pvs),
-            Informer("pv-claims", self.core.list_persistent_volume_claim_for_all_namespaces, self._on_claim),
-            Informer("pv-classes", self.storage.list_storage_class, lambda *_: None, cache=self.classes),
+            Informer("pv-claims", self.core.list_persistent_volume_claim_for_all_namespaces, self._on_claim,
+                     cache=self.claims),
         ]
         self._workers = Workers("persistentvolume-controller", self.queue, self._sync, retry_s=retry_s)
 
@@ -131,6 +132,9 @@ class VolumeBinder:
         ref = (pv.get("spec") or {}).get("claimRef")
         if isinstance(ref, dict) and ref.get("name"):
             self.queue.add(("claim", str(ref.get("namespace") or ""), str(ref["name"])))
+        elif etype != "DELETED":  # a volume that may now fit a waiting claim
+            for pvc in self.claims.by_index("unbound", "unbound"):
+                self.queue.add(("claim", pvc["metadata"]["namespace"], pvc["metadata"]["name"]))
 
     def _on_claim(self, etype: str, pvc: dict[str, Any]) -> None:
         meta = pvc["metadata"]
@@ -189,8 +193,18 @@ class VolumeBinder:
     # --- claims --------------------------------------------------------------------------
 
     def _binding_mode(self, pvc: dict[str, Any]) -> str:
-        sc = self.classes.get("", claim_class(pvc)) if claim_class(pvc) else None
-        return str((sc or {}).get("volumeBindingMode") or "Immediate")
+        """The claim's class's binding mode, read now: a class created just before its claim may not
+        have reached a cache yet, and binding a WaitForFirstConsumer claim early cannot be undone."""
+        name = claim_class(pvc)
+        if not name:
+            return "Immediate"
+        try:
+            sc = _raw(self.storage.read_storage_class(name, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return "Immediate"
+            raise
+        return str(sc.get("volumeBindingMode") or "Immediate")
 
     def _event_once(self, pvc: dict[str, Any], etype: str, reason: str, message: str) -> None:
         key = (pvc["metadata"]["uid"], reason)

@@ -248,8 +248,10 @@ def test_the_controller_follows_pods_scale_and_spec(cluster: LocalCluster) -> No
 
 def test_a_job_pod_fails_safe(cluster: LocalCluster) -> None:
     api = cluster.api_client()
-    core, pdbs = client.CoreV1Api(api), client.PolicyV1Api(api)
-    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "0b1e5e3c", "controller": True}
+    core, pdbs, batch = client.CoreV1Api(api), client.PolicyV1Api(api), client.BatchV1Api(api)
+    job = batch.create_namespaced_job("default", {"metadata": {"name": "j"}, "spec": {"template": {
+        "spec": {**pod_body("x")["spec"], "restartPolicy": "Never"}}}})
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": job.metadata.uid, "controller": True}
     pod = pod_body("job-pod")
     pod["metadata"].update(labels={"app": "web"}, ownerReferences=[owner])
     core.create_namespaced_pod("default", pod)

@@ -60,6 +60,11 @@ def test_gates_may_only_be_removed(core: client.CoreV1Api) -> None:
     one_left = core.patch_namespaced_pod("g", "default", {"spec": {"schedulingGates": [{"name": "example.com/quota"}]}},
                                          _content_type="application/merge-patch+json")
     assert [g.name for g in one_left.spec.scheduling_gates] == ["example.com/quota"]
+    kept = core.patch_namespaced_pod("g", "default", {"spec": {"schedulingGates": [{"name": "example.com/quota"}]}})
+    assert [g.name for g in kept.spec.scheduling_gates] == ["example.com/quota"]  # strategic: merged by name
+    with_arch = _refused(core.patch_namespaced_pod, "g", "default",
+                         {"spec": {"schedulingGates": [{"name": "example.com/arch"}]}})
+    assert with_arch["code"] == 422 and "found new scheduling gate 'example.com/arch'" in with_arch["message"]
     released = core.patch_namespaced_pod("g", "default", [{"op": "remove", "path": "/spec/schedulingGates"}],
                                          _content_type="application/json-patch+json")
     assert released.spec.scheduling_gates is None
@@ -281,3 +286,33 @@ def test_an_unbound_pod_goes_at_once_and_negative_grace_means_one_second(cluster
     code, out = http(cluster.api.url, "DELETE", "/api/v1/namespaces/default/pods/bound",
                      {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": -5})
     assert code == 200 and out["metadata"]["deletionGracePeriodSeconds"] == 1
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_apply_of_integer_quantities(api: ApiServer) -> None:
+    manifest = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: ints\nspec:\n  containers:\n  - name: main\n"
+                "    image: busybox:1.36\n    resources:\n      limits:\n        cpu: 1\n        memory: 1024Mi\n")
+    assert "pod/ints created" in kubectl(api.kubeconfig_path, "apply", "-f", "-", stdin=manifest).stdout
+    got = kubectl(api.kubeconfig_path, "get", "pod", "ints", "-o",
+                  "jsonpath={.spec.containers[0].resources.requests.cpu} {.spec.containers[0].resources.limits.memory}")
+    assert got.stdout == "1 1Gi"
+    before = kubectl(api.kubeconfig_path, "get", "pod", "ints", "-o", "jsonpath={.metadata.resourceVersion}").stdout
+    # kubectl patches `cpu: 1` over the stored "1" (as it does on any cluster); the pod spec, immutable,
+    # must accept it as no change at all
+    assert "pod/ints configured" in kubectl(api.kubeconfig_path, "apply", "-f", "-", stdin=manifest).stdout
+    after = kubectl(api.kubeconfig_path, "get", "pod", "ints", "-o", "jsonpath={.metadata.resourceVersion}").stdout
+    assert after == before
+
+
+def test_the_default_scheduler_waits_for_the_last_gate(cluster: LocalCluster) -> None:
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespaced_pod("default", _gated("held", "example.com/a"))
+    core.create_namespaced_pod("default", pod_body("marker"))  # queued after the gated pod: bound means it was seen
+    wait_for(lambda: core.read_namespaced_pod("marker", "default").spec.node_name, what="the marker pod bound")
+    held = core.read_namespaced_pod("held", "default")
+    assert held.spec.node_name is None
+    assert not [e for e in core.list_namespaced_event("default").items
+                if e.involved_object.name == "held" and e.reason == "FailedScheduling"]
+    core.patch_namespaced_pod("held", "default", {"spec": {"schedulingGates": None}},
+                              _content_type="application/merge-patch+json")
+    assert wait_for(lambda: core.read_namespaced_pod("held", "default").spec.node_name, what="held bound") == "node-a"

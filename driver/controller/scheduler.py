@@ -331,6 +331,11 @@ class Controller:
         with self._lock:
             if uid in self._in_flight:
                 return  # its binder re-queues it if the writes fail
+        if self.view.is_assumed_bound(uid):
+            # Bound by us; the informer has not shown the binding yet (an older event of the pod,
+            # e.g. our own status write, woke it). Scheduling it again would allocate twice.
+            self.queue.forget(key)
+            return
         started = time.monotonic()
         self._first_try.setdefault(key, started)
         templates = self.templates.get if self.templates.wait_synced(0) else None

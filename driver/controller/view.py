@@ -286,6 +286,11 @@ class ClusterView:
                 self._uncount(old)
             self._count_pod(uid, node, pod)
 
+    def is_assumed_bound(self, pod_uid: str) -> bool:
+        """Did we decide (and bind) this pod, with the informer yet to show its node?"""
+        with self.lock:
+            return pod_uid in self.assumed_pods
+
     def rekey_claim(self, old_uid: str, new_uid: str) -> None:
         """An assumed claim got its real uid (we created it): move the assumption, atomically."""
         with self.lock:

@@ -63,15 +63,18 @@ def _slice(node: str, gpus: int) -> dict:
                      "devices": devices}}
 
 
-APP_SIZE = 8  # pods per app label in the constraint variants
+APPS = 8  # apps in the constraint variants: pod i belongs to app i mod 8
 
 
 def _constraints(i: int, constraints: str) -> tuple[dict, dict]:
-    """(labels, spec additions) of pod i: its app's 8 pods on 8 distinct nodes, by required
-    anti-affinity or by a maxSkew-1 DoNotSchedule spread over hostnames."""
+    """(labels, spec additions) of pod i: at most one pod of its app per node, by required
+    anti-affinity or by a maxSkew-1 DoNotSchedule spread over hostnames. With 8 apps and 8 GPUs a
+    node, a full cluster has one pod of every app on every node, so every pod stays placeable
+    whatever the order (a node without the pod's app always has a free GPU): the variant measures
+    the constraints' cost, not a packing dead end."""
     if constraints == "none":
         return {}, {}
-    app = f"app-{i // APP_SIZE}"
+    app = f"app-{i % APPS}"
     selector = {"matchLabels": {"app": app}}
     kind = constraints if constraints != "mixed" else ("anti-affinity" if i % 2 == 0 else "spread")
     if kind == "anti-affinity":

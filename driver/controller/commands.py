@@ -68,8 +68,9 @@ def register_bench(bench: "argparse._SubParsersAction[argparse.ArgumentParser]")
                         "pipeline (pods created while the resourceclaim controller generates claims), "
                         "decide (decisions only, no HTTP)")
     b.add_argument("--constraints", choices=CONSTRAINTS, default="none",
-                   help="what every pod carries: none, required anti-affinity on the hostname among the 8 pods of "
-                        "its app, a maxSkew-1 hostname topology spread constraint over them, or mixed (half each)")
+                   help="what every pod carries: none, required anti-affinity on the hostname against the other "
+                        "pods of its app (pod i is in app i mod 8), a maxSkew-1 hostname topology spread constraint "
+                        "over them, or mixed (half each)")
     b.add_argument("--json", action="store_true", help="one JSON object per measurement")
     b.set_defaults(func=_bench)
 

@@ -14,6 +14,7 @@ and it covers pods admitted by older servers).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -75,7 +76,27 @@ class PodInfo:
                     or self.preferred_anti_affinity)
 
 
+_INTERNED: dict[tuple, AffinityTerm] = {}  # equal terms of replicas share one object (see snapshot)
+
+
 def _term(raw: Any, pod_ns: str, pod_labels: Mapping[str, str], where: str) -> AffinityTerm:
+    if isinstance(raw, Mapping):
+        keys = tuple(raw.get("matchLabelKeys") or ()) + tuple(raw.get("mismatchLabelKeys") or ())
+        try:
+            ident = (pod_ns, json.dumps(raw, sort_keys=True), tuple(pod_labels.get(k) for k in keys))
+        except (TypeError, ValueError):
+            ident = None
+        if ident is not None:
+            got = _INTERNED.get(ident)
+            if got is None:
+                if len(_INTERNED) > 20000:
+                    _INTERNED.clear()
+                got = _INTERNED[ident] = _parse_term(raw, pod_ns, pod_labels, where)
+            return got
+    return _parse_term(raw, pod_ns, pod_labels, where)
+
+
+def _parse_term(raw: Any, pod_ns: str, pod_labels: Mapping[str, str], where: str) -> AffinityTerm:
     if not isinstance(raw, Mapping):
         raise sel.SelectorError(f"{where}: expected a pod affinity term object")
     topology_key = raw.get("topologyKey") or ""

@@ -99,21 +99,32 @@ class PodIndex:
             for v in hint.values:
                 (_add if add else _discard)(self._terms_by_label, (hint.key, v), ref)
 
-    def terms_selecting(self, pod: PodInfo) -> Iterator[tuple[PodInfo, str, int, AffinityTerm]]:
+    def terms_selecting(self, pod: PodInfo, kinds: frozenset[str] | None = None
+                        ) -> Iterator[tuple[PodInfo, str, int, AffinityTerm]]:
         """Existing pods' affinity terms that select `pod`: (owner, kind, weight, term), kind one of
         "requiredAffinity", "requiredAntiAffinity", "preferredAffinity", "preferredAntiAffinity"
-        (weight 0 for required terms). The owner itself is left out."""
+        (weight 0 for required terms), only those of `kinds` if given. The owner itself is left out.
+        Replicas share their parsed terms (podinfo interns them), so each distinct term is matched
+        against the pod once, however many pods carry it."""
         refs: set[tuple[str, str, int]] = set(self._terms_unhinted)
         for k, v in pod.labels.items():
             refs.update(self._terms_by_label.get((k, v), ()))
             refs.update(self._terms_by_key.get(k, ()))
+        verdict: dict[int, bool] = {}
+        ns_labels = self.namespace_labels
         for uid, kind, i in sorted(refs):
+            if kinds is not None and kind not in kinds:
+                continue
             owner = self.pods.get(uid)
             if owner is None or uid == pod.uid:
                 continue
             weight, term = _term_at(owner, kind, i)
-            if term.selects(pod, self.namespace_labels):
+            hit = verdict.get(id(term))
+            if hit is None:
+                hit = verdict[id(term)] = term.selects(pod, ns_labels)
+            if hit:
                 yield owner, kind, weight, term
+
 
     def set_namespace(self, name: str, labels: Mapping[str, str] | None) -> None:
         """Record a Namespace's labels (None: it is gone) for namespaceSelectors."""

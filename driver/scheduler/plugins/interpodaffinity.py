@@ -56,6 +56,8 @@ DEFAULT_HARD_POD_AFFINITY_WEIGHT = 1
 MAX_NODE_SCORE = 100
 
 Pair = tuple[str, str]  # (topology key, value)
+_REQUIRED_ANTI = frozenset({"requiredAntiAffinity"})
+_SCORED = frozenset({"requiredAffinity", "preferredAffinity", "preferredAntiAffinity"})
 
 
 def hard_pod_affinity_weight(config: object) -> int:
@@ -128,7 +130,7 @@ def _existing_anti_affinity(ctx: CycleContext) -> dict[str, set[str]]:
     select the incoming pod (found through the index of terms by what they select)."""
     topology = ctx.state.topology
     forbidden: dict[str, set[str]] = {}
-    for pod, kind, _, t in ctx.state.pods.terms_selecting(ctx.info):
+    for pod, kind, _, t in ctx.state.pods.terms_selecting(ctx.info, _REQUIRED_ANTI):
         if kind == "requiredAntiAffinity":
             value = topology.value(pod.node, t.topology_key)
             if value is not None:
@@ -199,7 +201,7 @@ def _incoming_preferred(ctx: CycleContext, score: ScoreMap, terms: Iterable[Weig
 def _symmetric(ctx: CycleContext, score: ScoreMap, hard_weight: int) -> None:
     """Existing pods' terms that select the incoming pod."""
     topology = ctx.state.topology
-    for pod, kind, weight, t in ctx.state.pods.terms_selecting(ctx.info):
+    for pod, kind, weight, t in ctx.state.pods.terms_selecting(ctx.info, _SCORED):
         if kind == "requiredAffinity":
             if hard_weight > 0:
                 _credit(score, topology, pod.node, t.topology_key, hard_weight)

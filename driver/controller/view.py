@@ -456,8 +456,8 @@ class ClusterView:
         acct = _Acct(node, (), pod)
         self.pods[uid] = acct
         self._by_node.setdefault(node, set()).add(("pod", uid))
-        self._place_pod(acct)
         self._index_pod(uid, node, pod)
+        self._place_pod(acct)
 
     def _index_pod(self, uid: str, node: str, pod: dict) -> None:
         """Put the pod in the snapshot's pod index (affinity, spread, ports, preemption)."""
@@ -488,10 +488,14 @@ class ClusterView:
             setter(key, new)
 
     def _place_pod(self, acct: _Acct) -> None:
-        try:
-            requests = nodefit.pod_requests(acct.obj)
-        except nodefit.PodSpecError:
-            requests = nodefit.Resources(0, 0, 1)
+        info = self.state.pods.get((acct.obj.get("metadata") or {}).get("uid", ""))
+        if info is not None and info.node == acct.node:
+            requests = info.requests  # parsed once, when the pod entered the index
+        else:
+            try:
+                requests = nodefit.pod_requests(acct.obj)
+            except nodefit.PodSpecError:
+                requests = nodefit.Resources(0, 0, 1)
         acct.placement = self._commit(acct.node, requests, (), f"pod {acct.obj['metadata'].get('name')}")
 
     def _uncount(self, acct: _Acct) -> None:

@@ -1,7 +1,7 @@
 """Protobuf request bodies (`application/vnd.kubernetes.protobuf`) → the JSON dict a JSON client sends.
 
-kubectl's typed client sends `kubectl create namespace|configmap|secret|serviceaccount|deployment|job`
-bodies as protobuf: the 4-byte prefix `k8s\\x00`, then a runtime.Unknown envelope (typeMeta, raw,
+kubectl's typed client sends `kubectl create namespace|configmap|secret|serviceaccount|deployment|job|
+priorityclass|poddisruptionbudget` bodies as protobuf: the 4-byte prefix `k8s\\x00`, then a runtime.Unknown envelope (typeMeta, raw,
 contentEncoding, contentType) whose `raw` is the object's own message. Decoding here turns such a body
 into the camelCase wire dict, so the create path (kind check, defaults, validation, errors) is the
 one JSON bodies take.
@@ -38,6 +38,8 @@ KINDS: dict[tuple[str, str], type[Message]] = {
     ("v1", "ServiceAccount"): pb.ServiceAccount,
     ("apps/v1", "Deployment"): pb.Deployment,
     ("batch/v1", "Job"): pb.Job,
+    ("scheduling.k8s.io/v1", "PriorityClass"): pb.PriorityClass,
+    ("policy/v1", "PodDisruptionBudget"): pb.PodDisruptionBudget,
 }
 
 _JSON_HINT = "send the object as JSON instead (e.g. `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`)"

@@ -71,6 +71,24 @@ def _pod_status(pod: dict[str, Any]) -> str:
     return str(status.get("phase") or "Unknown")
 
 
+def _readiness_gates(pod: dict[str, Any]) -> str:
+    """kube-apiserver's READINESS GATES cell: "<true gates>/<gates>", or <none> when the pod names none.
+
+    A gate counts when the first pod condition of its type has status "True"; a gate whose condition
+    is missing counts as not passed.
+    """
+    gates = (pod.get("spec") or {}).get("readinessGates") or []
+    if not gates:
+        return "<none>"
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    passed = 0
+    for gate in gates:
+        first = next((c for c in conditions if c.get("type") == gate.get("conditionType")), None)
+        if first is not None and first.get("status") == "True":
+            passed += 1
+    return f"{passed}/{len(gates)}"
+
+
 def _restarts(pod: dict[str, Any]) -> int:
     return sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or [])
 
@@ -140,7 +158,9 @@ COLUMNS: dict[str, list[Column]] = {
     "pods": [_NAME, ("Ready", "string", 0, _pod_ready), ("Status", "string", 0, _pod_status),
              ("Restarts", "integer", 0, _restarts), _AGE,
              ("IP", "string", 1, lambda p: (p.get("status") or {}).get("podIP") or "<none>"),
-             ("Node", "string", 1, lambda p: (p.get("spec") or {}).get("nodeName") or "<none>")],
+             ("Node", "string", 1, lambda p: (p.get("spec") or {}).get("nodeName") or "<none>"),
+             ("Nominated Node", "string", 1, lambda p: (p.get("status") or {}).get("nominatedNodeName") or "<none>"),
+             ("Readiness Gates", "string", 1, _readiness_gates)],
     "nodes": [_NAME, ("Status", "string", 0, _node_status), ("Roles", "string", 0, lambda n: "<none>"), _AGE,
               ("Version", "string", 0, lambda n: ((n.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", ""))],
     "namespaces": [_NAME, ("Status", "string", 0, lambda n: (n.get("status") or {}).get("phase", "")), _AGE],

@@ -38,6 +38,10 @@ class PodIndex:
         self._terms_by_label: dict[tuple[str, str], set[tuple[str, str, int]]] = {}
         self._terms_by_key: dict[str, set[tuple[str, str, int]]] = {}
         self._terms_unhinted: set[tuple[str, str, int]] = set()
+        # Standing counts for the selectors constraints ask about again and again (a Deployment's
+        # anti-affinity or spread selector): matching pods per node, kept current as pods come and
+        # go, so a pod's prefilter reads topology-pair counts instead of recounting its peers.
+        self._watches: dict[tuple, _Watch] = {}
         self.version = 0  # bumped on every change: lets callers cache per snapshot version
 
     def __len__(self) -> int:
@@ -67,6 +71,8 @@ class PodIndex:
             self.with_terms[pod.uid] = pod
             for ref, term in _term_refs(pod):
                 self._index_term(ref, term, add=True)
+        for w in self._watches.values():
+            w.add(pod, self.namespace_labels)
         self.version += 1
 
     def remove(self, uid: str) -> PodInfo | None:
@@ -86,8 +92,25 @@ class PodIndex:
         if self.with_terms.pop(uid, None) is not None:
             for ref, term in _term_refs(pod):
                 self._index_term(ref, term, add=False)
+        for w in self._watches.values():
+            w.remove(pod)
         self.version += 1
         return pod
+
+    def node_counts(self, selector: sel.Selector, namespaces: frozenset[str],
+                    namespace_selector: sel.Selector | None = None, live_only: bool = False) -> Mapping[str, int]:
+        """Pods per node that `select(...)` would return (`live_only`: not terminating), from a
+        standing count: the first call counts, later ones read it. Read-only for the caller."""
+        key = (selector, namespaces, namespace_selector, live_only)
+        w = self._watches.get(key)
+        if w is None:
+            if len(self._watches) >= MAX_WATCHES:
+                self._watches.clear()
+            w = self._watches[key] = _Watch(selector, namespaces, namespace_selector, live_only)
+            for pod in self.select(selector, namespaces, namespace_selector):
+                w.add(pod, None)
+        return w.per_node
+
 
     def _index_term(self, ref: tuple[str, str, int], term: AffinityTerm, add: bool) -> None:
         hint = term.selector.hint()
@@ -128,6 +151,8 @@ class PodIndex:
 
     def set_namespace(self, name: str, labels: Mapping[str, str] | None) -> None:
         """Record a Namespace's labels (None: it is gone) for namespaceSelectors."""
+        for key in [k for k, w in self._watches.items() if w.namespace_selector is not None]:
+            del self._watches[key]  # which namespaces they select may change
         if labels is None:
             self.namespace_labels.pop(name, None)
         else:
@@ -164,6 +189,46 @@ class PodIndex:
     def select_term(self, term: AffinityTerm) -> Iterator[PodInfo]:
         """Pods an affinity term selects."""
         return self.select(term.selector, term.namespaces, term.namespace_selector)
+
+
+MAX_WATCHES = 256
+
+
+class _Watch:
+    """Matching pods per node for one (selector, namespaces) question; see PodIndex.node_counts."""
+
+    __slots__ = ("selector", "namespaces", "namespace_selector", "live_only", "per_node", "members")
+
+    def __init__(self, selector: sel.Selector, namespaces: frozenset[str], namespace_selector: sel.Selector | None,
+                 live_only: bool) -> None:
+        self.selector = selector
+        self.namespaces = namespaces
+        self.namespace_selector = namespace_selector
+        self.live_only = live_only
+        self.per_node: dict[str, int] = {}
+        self.members: dict[str, str] = {}  # uid -> node counted
+
+    def add(self, pod: PodInfo, namespace_labels: Mapping[str, Mapping[str, str]] | None) -> None:
+        if namespace_labels is not None:  # (None: the pod comes from select(), already checked)
+            if pod.namespace not in self.namespaces and (
+                    self.namespace_selector is None
+                    or not self.namespace_selector.matches(namespace_labels.get(pod.namespace, {}))):
+                return
+            if not self.selector.matches(pod.labels):
+                return
+        if self.live_only and (pod.obj.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        self.members[pod.uid] = pod.node
+        self.per_node[pod.node] = self.per_node.get(pod.node, 0) + 1
+
+    def remove(self, pod: PodInfo) -> None:
+        node = self.members.pop(pod.uid, None)
+        if node is not None:
+            left = self.per_node[node] - 1
+            if left:
+                self.per_node[node] = left
+            else:
+                del self.per_node[node]
 
 
 _KINDS = ("requiredAffinity", "requiredAntiAffinity", "preferredAffinity", "preferredAntiAffinity")

@@ -126,8 +126,10 @@ def test_apply_get_describe_delete(local: Local) -> None:
     listing = local.kubectl("get", "resourceclaims,resourceclaimtemplates,deviceclasses,pods").stdout
     assert "shared-gpu" in listing and claims[0]["metadata"]["name"] in listing and "one-gpu" in listing
     pods = local.kubectl("get", "pods", "-o", "wide").stdout.splitlines()
-    assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
+                                "NOMINATED", "NODE", "READINESS", "GATES"]
     assert pods[1].split()[:4] == ["trainer", "0/1", "Pending", "0"]
+    assert pods[1].split()[-2:] == ["<none>", "<none>"]  # not nominated, no readiness gates
     claim_rows = [line.split() for line in local.kubectl("get", "resourceclaims").stdout.splitlines()]
     assert claim_rows[0] == ["NAME", "STATE", "AGE"] and ["shared-gpu", "pending"] in [r[:2] for r in claim_rows]
 

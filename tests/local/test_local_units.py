@@ -140,6 +140,40 @@ def test_claim_state_column() -> None:
     assert table.row("resource.k8s.io/resourceclaims", claim)["cells"][1] == "allocated,reserved"
 
 
+def _wide_pod_cells(pod: dict) -> list:
+    """The cells after AGE: IP, NODE, NOMINATED NODE, READINESS GATES."""
+    return table.row("pods", pod)["cells"][5:]
+
+
+def test_pod_wide_columns_are_kube_apiservers() -> None:
+    names = [d["name"] for d in table.definitions("pods")]
+    assert names[5:] == ["IP", "Node", "Nominated Node", "Readiness Gates"]
+    assert [d["priority"] for d in table.definitions("pods")][5:] == [1, 1, 1, 1]
+
+
+def test_pod_wide_cells_of_an_empty_pod_are_none() -> None:
+    assert _wide_pod_cells({}) == ["<none>", "<none>", "<none>", "<none>"]
+
+
+def test_pod_wide_cells_nominated_node_and_gates() -> None:
+    # upstream TestConvertToTableList pod1: gates condition1 (False) and condition2 (True) -> 1/2
+    pod = {"metadata": {"name": "foo"},
+           "spec": {"nodeName": "test-node", "containers": [{"name": "ctr1"}, {"name": "ctr2"}],
+                    "readinessGates": [{"conditionType": "condition1"}, {"conditionType": "condition2"}]},
+           "status": {"podIP": "10.1.2.3", "nominatedNodeName": "nominated-node",
+                      "conditions": [{"type": "condition1", "status": "False"},
+                                     {"type": "condition2", "status": "True"}]}}
+    assert _wide_pod_cells(pod) == ["10.1.2.3", "test-node", "nominated-node", "1/2"]
+
+
+def test_pod_readiness_gate_without_its_condition_does_not_count() -> None:
+    pod = {"spec": {"readinessGates": [{"conditionType": "a"}, {"conditionType": "b"}]},
+           "status": {"conditions": [{"type": "b", "status": "True"}, {"type": "b", "status": "False"}]}}
+    assert _wide_pod_cells(pod)[3] == "1/2"  # a has no condition; b's first condition decides
+    pod["status"]["conditions"] = []
+    assert _wide_pod_cells(pod)[3] == "0/2"
+
+
 def test_local_up_rejects_a_bad_cluster_file(tmp_path) -> None:
     import subprocess
     import sys

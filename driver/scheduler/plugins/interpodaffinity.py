@@ -115,13 +115,19 @@ def _affinity_counts(ctx: CycleContext, terms: tuple[AffinityTerm, ...]) -> dict
 
 
 def _anti_affinity_counts(ctx: CycleContext, terms: tuple[AffinityTerm, ...]) -> dict[Pair, int]:
-    """Pairs of the pods that match each term, per term."""
+    """Pairs of the pods that match each term, per term: from the pod index's standing per-node
+    counts of the term's selector (kept current as pods come and go), not a walk over the pods."""
     counts: dict[Pair, int] = {}
     pods, topology = ctx.state.pods, ctx.state.topology
+    me = pods.get(ctx.info.uid)
     for t in terms:
-        for pod in pods.select_term(t):
-            if pod.uid != ctx.info.uid:
-                _add(counts, topology, pod.node, t.topology_key)
+        key = t.topology_key
+        for node, n in pods.node_counts(t.selector, t.namespaces, t.namespace_selector).items():
+            if me is not None and me.node == node and t.selects(me, pods.namespace_labels):
+                n -= 1  # the pod being scheduled does not count itself
+            value = topology.value(node, key)
+            if value is not None and n > 0:
+                counts[(key, value)] = counts.get((key, value), 0) + n
     return counts
 
 

@@ -245,6 +245,25 @@ def _counted(state: "ClusterState", c: Constraint, info: PodInfo) -> Iterator[tu
             yield p, node
 
 
+def _counted_nodes(state: "ClusterState", c: Constraint, info: PodInfo) -> Iterator[tuple["NodeState", int]]:
+    """(node, pods that count for `c` there): from the pod index's standing per-node count for the
+    constraint's selector (no walk over the matching pods) unless counted pods need an owner."""
+    if c.owner is not None:
+        per: Counter[str] = Counter(node.name for _, node in _counted(state, c, info))
+        for name, n in per.items():
+            yield state.nodes[name], n
+        return
+    me = state.pods.get(info.uid)
+    for name, n in state.pods.node_counts(c.selector, frozenset([info.namespace]), live_only=True).items():
+        node = state.nodes.get(name)
+        if node is None:
+            continue
+        if me is not None and me.node == name and c.selects(me) and not _terminating(me):
+            n -= 1  # the pod being scheduled does not count itself
+        if n > 0:
+            yield node, n
+
+
 def _domain_counts(ctx: CycleContext, hard: list[Constraint], inclusion: _Inclusion) -> list[DomainCounts]:
     state, info = ctx.state, ctx.info
     keys = tuple(c.topology_key for c in hard)
@@ -259,10 +278,10 @@ def _domain_counts(ctx: CycleContext, hard: list[Constraint], inclusion: _Inclus
                 if node is not None and eligible(node):
                     counts[value] = 0
                     break
-        for _, node in _counted(state, c, info):
+        for node, n in _counted_nodes(state, c, info):
             if eligible(node):
                 value = node.labels[c.topology_key]
-                counts[value] = counts.get(value, 0) + 1
+                counts[value] = counts.get(value, 0) + n
         minimum = 0 if len(counts) < c.min_domains else min(counts.values())
         out.append(DomainCounts(c, counts, minimum, 1 if c.selects(info) else 0))
     return out
@@ -305,11 +324,11 @@ class _SoftScore:
             out = []
             for c in self.soft:
                 got: Counter[str] = Counter()
-                for p, node in _counted(state, c, info):
+                for node, n in _counted_nodes(state, c, info):
                     if c.topology_key == HOSTNAME:
-                        got[node.name] += 1  # upstream counts the node's own pods, no inclusion checks
+                        got[node.name] += n  # upstream counts the node's own pods, no inclusion checks
                     elif (not self.require_all or _has_keys(node, self.keys)) and self.inclusion.includes(c, node):
-                        got[node.labels.get(c.topology_key, "")] += 1
+                        got[node.labels.get(c.topology_key, "")] += n
                 out.append(got)
             self._counts = out
         return self._counts

@@ -10,9 +10,8 @@ with other pods — fixes the node: the pod is scheduled as if it had a required
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def resolve_claims(pod: dict, get_claim: Callable[[str], dict | None],
@@ -53,40 +52,29 @@ def resolve_claims(pod: dict, get_claim: Callable[[str], dict | None],
     return out, None, False
 
 
-def pinned_to(pod: dict, node: str) -> dict:
-    """A copy of the pod that may only go to `node` (a claim of it is allocated there)."""
-    pinned = copy.deepcopy(pod)
-    spec = pinned.setdefault("spec", {})
-    affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    field_term = {"key": "metadata.name", "operator": "In", "values": [node]}
-    if not required or not required.get("nodeSelectorTerms"):
-        affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [{"matchFields": [field_term]}]}
-    else:
-        for term in required["nodeSelectorTerms"]:
-            term.setdefault("matchFields", []).append(field_term)
-    return pinned
-
-
 @dataclass(frozen=True, slots=True)
 class ClaimPlan:
     """A pod's claims as `_schedule_one` splits them: `pending` for the cycle to allocate; the
     nodes already-allocated claims are bound to (the pod must go there); `floating`: allocated
-    claims usable from several nodes (shared pools), passed to the cycle as `allocated`."""
+    claims usable from several nodes (shared pools); `pinned`: allocated claims bound to one node,
+    their allocation's nodeSelector naming it. The cycle gets `allocated` (both) and sends the pod
+    only where every one of them can be used — a filter beside the pod's own constraints, so its
+    topology spread still counts every domain (rewriting the pod's node affinity would not)."""
 
     pending: list[dict]
     nodes: tuple[str, ...]
     floating: list[dict]
+    pinned: list[dict] = field(default_factory=list)
+
+    @property
+    def allocated(self) -> list[dict]:
+        return self.floating + self.pinned
 
     @property
     def conflict(self) -> str | None:
         if len(self.nodes) > 1:
             return f"claims of the pod are allocated on different nodes: {', '.join(self.nodes)}"
         return None
-
-    def target(self, pod: dict) -> dict:
-        """The pod as scheduled: pinned to the node of its allocated claims, if any."""
-        return pinned_to(pod, self.nodes[0]) if self.nodes else pod
 
     def explain(self, reason: str) -> str:
         return f"{reason} (a claim of the pod is already allocated on node {self.nodes[0]})" if self.nodes else reason
@@ -97,13 +85,16 @@ def plan_claims(claims: list[dict], allocation_of: Callable[[dict], dict | None]
     """Split a pod's resolved claims (pure; `view.allocation_of` / `view.node_of` in the controller)."""
     pending = [c for c in claims if not allocation_of(c)]
     nodes: set[str] = set()
-    floating = []
+    floating, pinned = [], []
     for c in claims:
         alloc = allocation_of(c)
         if alloc:
             node = node_of(c)
             if node:
                 nodes.add(str(node))
+                here = {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In",
+                                                                "values": [str(node)]}]}]}
+                pinned.append({**c, "status": {**(c.get("status") or {}), "allocation": {**alloc, "nodeSelector": here}}})
             else:
                 floating.append({**c, "status": {**(c.get("status") or {}), "allocation": alloc}})
-    return ClaimPlan(pending, tuple(sorted(nodes)), floating)
+    return ClaimPlan(pending, tuple(sorted(nodes)), floating, pinned)

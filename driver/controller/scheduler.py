@@ -234,8 +234,8 @@ class Controller:
                 self.queue.add(key)
 
     def _on_node(self, event: str, old: dict | None, new: dict | None) -> None:
-        self.view.on_node(event, old, new)
-        self.queue.cluster_changed()
+        if self.view.on_node(event, old, new):
+            self.queue.cluster_changed()
 
     def _on_slice(self, event: str, old: dict | None, new: dict | None) -> None:
         self.view.on_slice(event, old, new)
@@ -367,7 +367,7 @@ class Controller:
             self._report(pod, plan.conflict)
             self.queue.park(key)
             return
-        target, pending, floating = plan.target(pod), plan.pending, plan.floating
+        target, pending, floating = pod, plan.pending, plan.allocated
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
             nominated: dict[str, int] = {}
@@ -377,9 +377,10 @@ class Controller:
         with self.view.lock:
             result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now,
                               allocated=floating, nominated=nominated)
+            if isinstance(result, Unschedulable):
+                reason = plan.explain(result.reason)  # the explanation reads the state: under the lock
         if isinstance(result, Unschedulable):
-            reason = plan.explain(result.reason)
-            reason += self._preempt_for(pod, target, pending, result, floating, now)
+            reason += self._preempt_for(pod, target, pending, result, floating, now, nominated)
             self.metrics.attempts.labels("unschedulable").inc()
             self.metrics.latency.labels("unschedulable").observe(time.monotonic() - started)
             self._report(pod, reason)
@@ -505,13 +506,13 @@ class Controller:
         return self.view.freed_by(victim, self.claims.get)
 
     def _preempt_for(self, pod: dict, target: dict, pending: list[dict], failed: Unschedulable,
-                     floating: list[dict], now: str) -> str:
+                     floating: list[dict], now: str, nominated: dict[str, int] | None = None) -> str:
         """Try DefaultPreemption; evict the victims it names. Returns text for the pod's message."""
         if not self.cfg.preemption:
             return ""
         with self.view.lock:
             outcome = preempt(target, pending, self.view.state, failed, self._freed, self.pdbs.items(),
-                              classes=self.view.classes, now=now, allocated=floating)
+                              classes=self.view.classes, now=now, allocated=floating, nominated=nominated)
         if isinstance(outcome, NotPreempting):
             return f" preemption: {outcome.reason}"
         key = k.key_of(pod)

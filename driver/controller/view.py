@@ -127,7 +127,9 @@ class ClusterView:
             else:
                 self.classes[new["metadata"]["name"]] = new
 
-    def on_node(self, event: str, old: dict | None, new: dict | None) -> None:
+    def on_node(self, event: str, old: dict | None, new: dict | None) -> bool:
+        """Apply a Node event; True when something the scheduler reads changed (a status
+        heartbeat is not: parked pods need not be woken for it)."""
         with self.lock:
             if new is None:
                 name = (old or {}).get("metadata", {}).get("name", "")
@@ -137,15 +139,16 @@ class ClusterView:
                 for kind, uid in self._by_node.get(name, ()):
                     acct = (self.claims if kind == "claim" else self.pods)[uid]
                     acct.placement = None
-                return
+                return True
             name = new["metadata"]["name"]
             before = self.nodes.get(name)
             self.nodes[name] = new
             if before is not None and _node_fields(before) == _node_fields(new):
-                return  # status heartbeats etc.: nothing the scheduler uses changed
+                return False  # status heartbeats etc.: nothing the scheduler uses changed
             if before is not None and _labels(before) != _labels(new):
                 self.inventories.pop(name, None)  # nodeSelector pools may now (not) match
             self._rebuild(name)
+            return True
 
     def on_slice(self, event: str, old: dict | None, new: dict | None) -> None:
         obj = new or old or {}
@@ -253,6 +256,10 @@ class ClusterView:
             acct = self.pods.get(uid)
             if acct is not None and acct.node == node:
                 if new is not None:
+                    if _pod_resources(new) != _pod_resources(acct.obj):  # resized in place: count it anew
+                        self._uncount(self._pop("pod", uid))
+                        self._count_pod(uid, node, new)  # type: ignore[arg-type]
+                        return
                     changed = _pod_index_fields(new) != _pod_index_fields(acct.obj)
                     acct.obj = new
                     info = self.state.pods.get(uid)
@@ -562,6 +569,13 @@ def pod_claim_keys(pod: Mapping[str, Any]) -> list[str]:
     names += [c.get("resourceClaimName") for c in (pod.get("spec") or {}).get("resourceClaims") or []]
     names.append((status.get("extendedResourceClaimStatus") or {}).get("resourceClaimName"))
     return list(dict.fromkeys(f"{ns}/{n}" for n in names if n))
+
+
+def _pod_resources(pod: Mapping[str, Any]) -> str:
+    """What a pod reserves, as written (in-place resize changes it on a running pod)."""
+    spec = pod.get("spec") or {}
+    parts = [(c.get("name"), c.get("resources")) for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+    return repr((parts, spec.get("overhead"), spec.get("resources")))
 
 
 def _pod_index_fields(pod: Mapping[str, Any]) -> tuple:

@@ -20,9 +20,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from driver import log
+from driver.local.controllerloop import ControllerLoop, read_or_none
 from driver.local.events import post_event
 from driver.local.informer import Cache, Informer
-from driver.local.workqueue import WorkQueue, Workers
+from driver.local.workqueue import WorkQueue
 
 logger = log.get(__name__)
 
@@ -78,20 +79,15 @@ class ClaimController:
                                 cache=self.claims)
         self._templates = Informer("claims-templates", self.resource.list_resource_claim_template_for_all_namespaces,
                                    lambda etype, obj: None, cache=self.templates)
-        self._workers = Workers("claim-controller", self.queue, self._sync, count=workers, retry_s=retry_s)
+        self._loop = ControllerLoop("claim-controller", self.queue, [self._pods, self._claims, self._templates],
+                                    self._sync, count=workers, retry_s=retry_s)
 
     def start(self) -> None:
-        self._pods.start()
-        self._claims.start()
-        self._templates.start()
-        self._workers.start()
+        self._loop.start()
         logger.info("claim_controller_started")
 
     def stop(self) -> None:
-        self._pods.stop()
-        self._claims.stop()
-        self._templates.stop()
-        self._workers.stop()
+        self._loop.stop()
 
     def wait_synced(self, timeout: float) -> bool:
         """True once the caches hold a first list."""
@@ -131,12 +127,7 @@ class ClaimController:
     # --- pods ----------------------------------------------------------------------------
 
     def _get_pod(self, ns: str, name: str) -> dict[str, Any] | None:
-        try:
-            return _raw(self.core.read_namespaced_pod(name, ns, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return read_or_none(self.core.read_namespaced_pod, name, ns)
 
     def _pod_in_use(self, ns: str, name: str, uid: str) -> bool:
         """Whether pod `ns/name` with `uid` exists and is not done.

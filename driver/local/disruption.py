@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from driver import log
 from driver.local import policy
+from driver.local.controllerloop import ControllerLoop, read_or_none
 from driver.local.informer import Cache, Informer
 from driver.local.objectmeta import now_rfc3339
-from driver.local.workqueue import WorkQueue, Workers
+from driver.local.workqueue import WorkQueue
 
 logger = log.get(__name__)
 
@@ -52,24 +52,20 @@ class DisruptionController:
         self.queue = WorkQueue()
         self.budgets = Cache({"namespace": _namespace})
         self.pods = Cache({"namespace": _namespace})
-        self._informers = [
+        informers = [
             Informer("disruption-pdbs", self.policy.list_pod_disruption_budget_for_all_namespaces, self._on_budget,
                      cache=self.budgets),
             Informer("disruption-pods", self.core.list_pod_for_all_namespaces, self._on_namespaced, cache=self.pods),
             Informer("disruption-replicasets", self.apps.list_replica_set_for_all_namespaces, self._on_namespaced),
             Informer("disruption-deployments", self.apps.list_deployment_for_all_namespaces, self._on_namespaced),
         ]
-        self._workers = Workers("disruption-controller", self.queue, self._sync, retry_s=retry_s)
+        self._loop = ControllerLoop("disruption-controller", self.queue, informers, self._sync, retry_s=retry_s)
 
     def start(self) -> None:
-        for informer in self._informers:
-            informer.start()
-        self._workers.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        for informer in self._informers:
-            informer.stop()
-        self._workers.stop()
+        self._loop.stop()
 
     def _on_budget(self, etype: str, pdb: dict[str, Any]) -> None:
         if etype != "DELETED":
@@ -89,16 +85,13 @@ class DisruptionController:
         kind, group = ref.get("kind"), str(ref.get("apiVersion") or "").rpartition("/")[0]
         if group not in ("apps", "extensions") or kind not in ("ReplicaSet", "Deployment"):
             return None
-        try:
-            if kind == "Deployment":
-                dep = _raw(self.apps.read_namespaced_deployment(ref.get("name", ""), ns, _preload_content=False))
-                return int((dep.get("spec") or {}).get("replicas", 1)) if dep["metadata"]["uid"] == ref.get("uid") else None
-            rs = _raw(self.apps.read_namespaced_replica_set(ref.get("name", ""), ns, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
+        if kind == "Deployment":
+            dep = read_or_none(self.apps.read_namespaced_deployment, ref.get("name", ""), ns)
+            if dep is None or dep["metadata"]["uid"] != ref.get("uid"):
                 return None
-            raise
-        if rs["metadata"]["uid"] != ref.get("uid"):
+            return int((dep.get("spec") or {}).get("replicas", 1))
+        rs = read_or_none(self.apps.read_namespaced_replica_set, ref.get("name", ""), ns)
+        if rs is None or rs["metadata"]["uid"] != ref.get("uid"):
             return None
         owner = _controller_of(rs)
         if owner is not None and owner.get("kind") == "Deployment":

@@ -1,10 +1,10 @@
 """Protobuf request bodies (`application/vnd.kubernetes.protobuf`) → the JSON dict a JSON client sends.
 
 kubectl's typed client sends `kubectl create namespace|configmap|secret|serviceaccount|deployment|job|
-priorityclass|poddisruptionbudget` bodies as protobuf: the 4-byte prefix `k8s\\x00`, then a runtime.Unknown envelope (typeMeta, raw,
-contentEncoding, contentType) whose `raw` is the object's own message. Decoding here turns such a body
-into the camelCase wire dict, so the create path (kind check, defaults, validation, errors) is the
-one JSON bodies take.
+priorityclass|poddisruptionbudget` bodies as protobuf: the 4-byte prefix `k8s\\x00`, then a
+runtime.Unknown envelope (typeMeta, raw, contentEncoding, contentType) whose `raw` is the object's own
+message. Decoding here turns such a body into the camelCase wire dict, so the create path (kind
+check, defaults, validation, errors) is the one JSON bodies take.
 
 Data safety: the schema (proto/kube_objects.proto) declares only the fields those commands use. A
 message carrying any other field keeps it as an unknown field, and the body is refused (415, naming

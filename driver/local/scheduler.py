@@ -19,9 +19,10 @@ from kubernetes import client
 
 from driver import log
 from driver.dra.quantity import parse_quantity
+from driver.local.controllerloop import ControllerLoop
 from driver.local.events import post_event
 from driver.local.informer import Informer
-from driver.local.workqueue import WorkQueue, Workers
+from driver.local.workqueue import WorkQueue
 
 logger = log.get(__name__)
 
@@ -54,15 +55,13 @@ class DefaultScheduler:
         self._warned: set[str] = set()
         self._informer = Informer("default-scheduler", self.core.list_pod_for_all_namespaces, self._on_pod,
                                   field_selector=f"spec.schedulerName={SCHEDULER_NAME},spec.nodeName=")
-        self._workers = Workers("default-scheduler", self.queue, self._sync, retry_s=retry_s)
+        self._loop = ControllerLoop("default-scheduler", self.queue, [self._informer], self._sync, retry_s=retry_s)
 
     def start(self) -> None:
-        self._informer.start()
-        self._workers.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._informer.stop()
-        self._workers.stop()
+        self._loop.stop()
 
     def _on_pod(self, etype: str, pod: dict[str, Any]) -> None:
         if etype != "DELETED":

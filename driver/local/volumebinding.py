@@ -24,14 +24,14 @@ import json
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from driver import log
 from driver.dra.quantity import parse_quantity
 from driver.local import volumes
+from driver.local.controllerloop import ControllerLoop, read_or_none
 from driver.local.events import post_event
 from driver.local.informer import Cache, Informer
-from driver.local.workqueue import WorkQueue, Workers
+from driver.local.workqueue import WorkQueue
 from driver.scheduler import labels
 
 logger = log.get(__name__)
@@ -109,22 +109,18 @@ class VolumeBinder:
         self.pvs = Cache({"all": lambda _: ["all"]})
         self.claims = Cache({"unbound": lambda c: [] if (c.get("spec") or {}).get("volumeName") else ["unbound"]})
         self._warned: set[tuple[str, str]] = set()
-        self._informers = [
+        informers = [
             Informer("pv-volumes", self.core.list_persistent_volume, self._on_volume, cache=self.pvs),
             Informer("pv-claims", self.core.list_persistent_volume_claim_for_all_namespaces, self._on_claim,
                      cache=self.claims),
         ]
-        self._workers = Workers("persistentvolume-controller", self.queue, self._sync, retry_s=retry_s)
+        self._loop = ControllerLoop("persistentvolume-controller", self.queue, informers, self._sync, retry_s=retry_s)
 
     def start(self) -> None:
-        for informer in self._informers:
-            informer.start()
-        self._workers.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        for informer in self._informers:
-            informer.stop()
-        self._workers.stop()
+        self._loop.stop()
 
     def _on_volume(self, etype: str, pv: dict[str, Any]) -> None:
         if etype != "DELETED":
@@ -154,12 +150,7 @@ class VolumeBinder:
     # --- volumes -------------------------------------------------------------------------
 
     def _read_claim(self, ns: str, name: str) -> dict[str, Any] | None:
-        try:
-            return _raw(self.core.read_namespaced_persistent_volume_claim(name, ns, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return read_or_none(self.core.read_namespaced_persistent_volume_claim, name, ns)
 
     def _set_volume_phase(self, pv: dict[str, Any], phase: str) -> dict[str, Any]:
         if (pv.get("status") or {}).get("phase") == phase:
@@ -198,13 +189,8 @@ class VolumeBinder:
         name = claim_class(pvc)
         if not name:
             return "Immediate"
-        try:
-            sc = _raw(self.storage.read_storage_class(name, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return "Immediate"
-            raise
-        return str(sc.get("volumeBindingMode") or "Immediate")
+        sc = read_or_none(self.storage.read_storage_class, name)
+        return str((sc or {}).get("volumeBindingMode") or "Immediate")
 
     def _event_once(self, pvc: dict[str, Any], etype: str, reason: str, message: str) -> None:
         key = (pvc["metadata"]["uid"], reason)

@@ -17,8 +17,9 @@ from typing import Any
 from kubernetes import client
 
 from driver import log
+from driver.local.controllerloop import ControllerLoop
 from driver.local.informer import Informer
-from driver.local.workqueue import WorkQueue, Workers
+from driver.local.workqueue import WorkQueue
 
 logger = log.get(__name__)
 
@@ -62,22 +63,18 @@ class WorkloadController:
         self.core = client.CoreV1Api(api_client)
         self.retry_s = retry_s
         self.queue = WorkQueue()
-        self._informers = [
+        informers = [
             Informer("deployments", self.apps.list_deployment_for_all_namespaces, self._on_deployment),
             Informer("replicasets", self.apps.list_replica_set_for_all_namespaces, self._on_replicaset),
             Informer("workload-pods", self.core.list_pod_for_all_namespaces, self._on_pod),
         ]
-        self._workers = Workers("workload-controller", self.queue, self._sync, retry_s=retry_s)
+        self._loop = ControllerLoop("workload-controller", self.queue, informers, self._sync, retry_s=retry_s)
 
     def start(self) -> None:
-        for informer in self._informers:
-            informer.start()
-        self._workers.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        for informer in self._informers:
-            informer.stop()
-        self._workers.stop()
+        self._loop.stop()
 
     def _on_deployment(self, etype: str, obj: dict[str, Any]) -> None:
         if etype != "DELETED":

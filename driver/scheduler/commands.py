@@ -305,10 +305,10 @@ class DryRun:
         plan = plan_claims(claims, self.view.allocation_of, self.view.node_of)
         if plan.conflict:
             return Decision(key, "Unschedulable", message=plan.conflict, warnings=warnings)
-        target = plan.target(pod)
+        target = pod
         with self.view.lock:
             result = schedule(target, plan.pending, self.view.state, self.view.classes, self.packing, self.now,
-                              allocated=plan.floating)
+                              allocated=plan.allocated)
         from driver.scheduler.packing.scoring import strategy_for
 
         strategy = strategy_for(pod, self.packing)
@@ -383,7 +383,7 @@ class DryRun:
         with self.view.lock:
             outcome = preempt(target, plan.pending, self.view.state, failed,
                               lambda v: self.view.freed_by(v, self.claims.get), self.pdbs,
-                              classes=self.view.classes, now=self.now, allocated=plan.floating)
+                              classes=self.view.classes, now=self.now, allocated=plan.allocated)
         if isinstance(outcome, NotPreempting):
             decision.preemption = {"node": None, "victims": [], "reason": outcome.reason}
             return

@@ -95,9 +95,9 @@ def _resource_reason(group: Group, requests: nodefit.Resources) -> str | None:
     reasons = []
     if group.pods_free < requests.pods:
         reasons.append("Too many pods")
-    if requests.cpu > cpu:
+    if requests.cpu and requests.cpu > cpu:
         reasons.append("Insufficient cpu")
-    if requests.memory > mem:
+    if requests.memory and requests.memory > mem:
         reasons.append("Insufficient memory")
     return ", ".join(reasons) or None
 
@@ -210,9 +210,13 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
     candidates: list[tuple[tuple, NodeState]] = []  # (heap entry, node) when scoring
     scoring = bool(plan.scores)
 
+    identity = adapter.names_identity(prepared)
+    tried: set[str] = set()
+
     def try_node(entry: tuple, node: NodeState) -> bool:
         nonlocal placement, permanent
         cost, _, group, ev = entry
+        tried.add(node.name)
         result = _allocate_on(node, prepared, shape, ev, scorer, strategy, now)
         if not result:
             failures[group.key] = result
@@ -258,15 +262,42 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
                 break
     for entry in set_aside:
         heapq.heappush(heap, entry)
+    if placement is None and permanent is None and identity:
+        placement, permanent = _node_by_node(ctx, state, filters, prepared, requests, strategy, now, only, tried)
     if placement is not None:
         return placement
     if permanent is not None:
         return Unschedulable(name, total, Rejection("DynamicResources", permanent, unresolvable=True))
 
     def explain() -> NodeReasons:
-        return _rejections(ctx, state, filters, prepared, requests, shape, failures, now, only)
+        return _rejections(ctx, state, filters, prepared, requests, shape, failures, now, only, identity)
 
     return Unschedulable(name, total, None, explain)
+
+
+def _node_by_node(ctx: CycleContext, state: ClusterState, filters: list[Checks], prepared: Any,
+                  requests: nodefit.Resources, strategy: str, now: str | None, only: set[str] | None,
+                  tried: set[str]) -> tuple[Placement | None, str | None]:
+    """The allocator on every node the groups' scorer could not speak for (claims that name device
+    identities, see adapter.names_identity), in name order, after the filters."""
+    for name in sorted(state.nodes):
+        node = state.nodes[name]
+        if name in tried or (only is not None and name not in only):
+            continue
+        if nodefit.untolerated(ctx.pod, node.taints, node.unschedulable) is not None:
+            continue
+        group = state.groups.get(node.group)
+        if group is None or _resource_reason(group, requests) is not None:
+            continue
+        if filters and _first_rejection(filters, node) is not None:
+            continue
+        result = allocate(prepared, node.inventory, node.usage, {}, now=now)
+        if result:
+            allocations = {c.claim.name: c.allocation for c in result.claims}
+            return Placement(ctx.info.name, name, allocations, (), strategy, requests, tuple(result.picks)), None
+        if result.permanent:
+            return None, result.reason
+    return None, None
 
 
 def _by_total(candidates: list[tuple[tuple, NodeState]], scores: list[Checks], config: PackingConfig
@@ -287,9 +318,13 @@ def _by_total(candidates: list[tuple[tuple, NodeState]], scores: list[Checks], c
     return sorted(candidates, key=lambda en: (-total[en[1].name], en[0][0], en[0][1], en[1].name))
 
 
+# kube-scheduler's filter order: these run before NodeResourcesFit, the others after it
+_BEFORE_RESOURCES = frozenset({"NodeName", "NodeAffinity", "NodePorts"})
+
+
 def _rejections(ctx: CycleContext, state: ClusterState, filters: list[Checks], prepared: Any,
                 requests: nodefit.Resources, shape: Shape, failures: dict[Any, AllocationFailure], now: str | None,
-                only: set[str] | None) -> NodeReasons:
+                only: set[str] | None, identity: bool = False) -> NodeReasons:
     """Each node's first refusal in kube-scheduler's filter order: cordon and taints, the plugins'
     filters, resources, then devices (from the real allocator, run on one node per group)."""
     out: NodeReasons = {}
@@ -300,19 +335,24 @@ def _rejections(ctx: CycleContext, state: ClusterState, filters: list[Checks], p
             continue
         why = nodefit.untolerated(pod, group.taints, group.unschedulable)
         if why:
-            plugin = "NodeUnschedulable" if group.unschedulable and "unschedulable" in why else "TaintToleration"
+            cordoned = group.unschedulable and nodefit.untolerated(pod, (), True) is not None
+            plugin = "NodeUnschedulable" if cordoned else "TaintToleration"
             for n in nodes:
                 out[n.name] = Rejection(plugin, why, unresolvable=True)
             continue
         res = _resource_reason(group, requests)
         device: Rejection | None = None
+        before = [c for c in filters if c.plugin in _BEFORE_RESOURCES]
+        after = [c for c in filters if c.plugin not in _BEFORE_RESOURCES]
         for n in nodes:
-            r = _first_rejection(filters, n) if filters else None
+            r = _first_rejection(before, n) if before else None
             if r is None and res:
                 r = Rejection("NodeResourcesFit", res)
+            if r is None and after:
+                r = _first_rejection(after, n)
             if r is None:
-                if device is None:
-                    failure = failures.get(group.key)
+                if device is None or identity:  # identities differ per node: ask the allocator for each
+                    failure = failures.get(group.key) if not identity else None
                     if failure is None:
                         failure = allocate(prepared, n.inventory, n.usage, {}, now=now)
                     reason = failure.reason if not failure else _device_reason(group, shape)

@@ -45,8 +45,13 @@ class Preemption:
 
     @property
     def key(self) -> tuple:
+        """kube-scheduler's order (pickOneNodeForPreemption): fewest PDB violations, lowest highest
+        victim priority, lowest priority sum (each shifted by MaxInt32+1 so that negative priorities
+        still favour fewer victims), fewest victims, latest start of the highest-priority victims."""
         prios = [v.priority for v in self.victims]
-        return (self.pdb_violations, max(prios, default=0), sum(prios), len(prios))
+        top = max(prios, default=0)
+        earliest = min((_start(v) for v in self.victims if v.priority == top), default="")
+        return (self.pdb_violations, top, sum(p + 2**31 for p in prios), len(prios), _neg(earliest))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +98,23 @@ def _split_by_pdb(victims: list[PodInfo], pdbs: Sequence[Mapping[str, Any]]) -> 
 
 
 def _start(p: PodInfo) -> str:
-    return str(((p.obj.get("status") or {}).get("startTime")) or "")
+    """RFC 3339 start time (sorts as time); a pod not started yet counts as starting now, i.e. last."""
+    return str(((p.obj.get("status") or {}).get("startTime")) or "9999")
+
+
+def _neg(timestamp: str) -> tuple[int, ...]:
+    """A sort key under which later timestamps come first."""
+    return tuple(-ord(ch) for ch in timestamp)
 
 
 def preempt(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: ClusterState, failed: Unschedulable,
             freed: Freed, pdbs: Sequence[Mapping[str, Any]] = (), *, classes: Mapping[str, Any] | None = None,
-            now: str | None = None, allocated: list[Mapping[str, Any]] = ()) -> Preemption | NotPreempting:
-    """Find where `pod` (that `schedule` just refused with `failed`) fits by evicting lower-priority pods."""
+            now: str | None = None, allocated: list[Mapping[str, Any]] = (),
+            nominated: Mapping[str, int] | None = None) -> Preemption | NotPreempting:
+    """Find where `pod` (that `schedule` just refused with `failed`) fits by evicting lower-priority pods.
+
+    `nominated` is what `schedule` got: nodes held for other preemptors of higher or equal
+    priority are no candidates (evicting there would free nothing this pod can use)."""
     spec = pod.get("spec") or {}
     if spec.get("preemptionPolicy") == "Never":
         return NotPreempting("not eligible due to preemptionPolicy=Never.")
@@ -114,12 +129,13 @@ def preempt(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clus
     rejections = failed.rejections
     candidates: list[Preemption] = []
     for name in sorted(rejections):
-        if rejections[name].unresolvable or name not in state.nodes:
+        why = rejections[name]
+        if why.unresolvable or why.plugin == "DefaultPreemption" or name not in state.nodes:
             continue
         lower = [p for p in state.pods.on_node(name).values() if p.priority < priority]
         if not lower:
             continue
-        found = _on_node(pod, claims, state, name, lower, freed, pdbs, classes, now, allocated)
+        found = _on_node(pod, claims, state, name, lower, freed, pdbs, classes, now, allocated, nominated)
         if found is not None:
             candidates.append(found)
             if len(candidates) >= max(MIN_CANDIDATES, len(state.nodes) // 10):
@@ -130,27 +146,33 @@ def preempt(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clus
 
 
 def _remove(state: ClusterState, victims: Iterable[PodInfo], freed: Freed, removed: list) -> None:
+    """Take victims out of the state, recording each step as it is done, so that `_restore` puts
+    back exactly what was taken even if a release fails midway."""
     for v in victims:
-        placements = freed(v)
-        for p in placements:
+        done: list[Placement] = []
+        removed.append((v, done))
+        for p in freed(v):
             state.release(p)
+            done.append(p)
         state.pods.remove(v.uid)
-        removed.append((v, placements))
 
 
 def _restore(state: ClusterState, removed: list) -> None:
     while removed:
         v, placements = removed.pop()
-        for p in placements:
-            state.commit(p)
-        state.pods.add(v)
+        while placements:
+            state.commit(placements.pop())
+        if state.pods.get(v.uid) is None:
+            state.pods.add(v)
 
 
 def _on_node(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: ClusterState, node: str,
              lower: list[PodInfo], freed: Freed, pdbs: Sequence[Mapping[str, Any]],
-             classes: Mapping[str, Any] | None, now: str | None, allocated: list[Mapping[str, Any]]) -> Preemption | None:
+             classes: Mapping[str, Any] | None, now: str | None, allocated: list[Mapping[str, Any]],
+             nominated: Mapping[str, int] | None = None) -> Preemption | None:
     def fits() -> Placement | None:
-        got = schedule(pod, claims, state, classes, now=now, observe=False, allocated=allocated, nodes=[node])
+        got = schedule(pod, claims, state, classes, now=now, observe=False, allocated=allocated, nodes=[node],
+                       nominated=nominated)
         return None if isinstance(got, Unschedulable) else got
 
     removed: list = []
@@ -167,16 +189,23 @@ def _on_node(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
                 # Put v back; keep it if the pod still fits beside it.
                 idx = next(i for i, (r, _) in enumerate(removed) if r.uid == v.uid)
                 _, placements = removed.pop(idx)
-                for p in placements:
+                back: list[Placement] = []
+                removed.append((v, placements))  # (still recorded: restored if anything below raises)
+                while placements:
+                    p = placements.pop()
                     state.commit(p)
+                    back.append(p)
                 state.pods.add(v)
-                if fits() is None:
-                    for p in placements:
-                        state.release(p)
+                if fits() is None:  # v stays a victim: take it out again
                     state.pods.remove(v.uid)
-                    removed.append((v, placements))
+                    while back:
+                        p = back.pop()
+                        state.release(p)
+                        placements.append(p)
                     victims.append(v)
                     violations += int(counts)
+                else:
+                    removed.pop()  # reprieved: back in the state for good
         placement = fits()
         if placement is None:  # cannot happen unless a filter is not monotone; be safe
             return None

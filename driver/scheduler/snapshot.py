@@ -135,7 +135,7 @@ class PodIndex:
             refs.update(self._terms_by_key.get(k, ()))
         verdict: dict[int, bool] = {}
         ns_labels = self.namespace_labels
-        for uid, kind, i in sorted(refs):
+        for uid, kind, i in refs:  # (order does not matter: callers sum per topology pair)
             if kinds is not None and kind not in kinds:
                 continue
             owner = self.pods.get(uid)

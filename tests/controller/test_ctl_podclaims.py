@@ -1,9 +1,8 @@
-"""Pure claim resolution and node pinning."""
+"""Pure claim resolution, and the pin of a pod to the node of its allocated claims."""
 
 from __future__ import annotations
 
-from driver.scheduler.plugins.noderesources import label_requirements, labels_match
-from driver.controller.podclaims import pinned_to, resolve_claims
+from driver.controller.podclaims import plan_claims, resolve_claims
 
 
 def pod(claims: list[dict], statuses: list[dict] | None = None, **spec: object) -> dict:
@@ -45,19 +44,36 @@ def test_waiting_and_user_errors_are_told_apart() -> None:
         assert claims == [] and why is not None and text in why and user_error is user, why
 
 
-def test_pinning_adds_node_name_to_every_affinity_term_without_touching_the_original() -> None:
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
-        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]}}}
-    original = pod([], affinity=affinity)
-    pinned = pinned_to(original, "n1")
-    sel, aff = label_requirements(pinned)
-    assert labels_match(sel, aff, "n1", {"zone": "b"})
-    assert not labels_match(sel, aff, "n2", {"zone": "b"})
-    assert not labels_match(sel, aff, "n1", {"zone": "c"})
-    assert "matchFields" not in str(original)
-    sel, aff = label_requirements(pinned_to(pod([]), "n1"))
-    assert labels_match(sel, aff, "n1", {}) and not labels_match(sel, aff, "n2", {})
+def test_a_claim_pinned_to_a_node_still_lets_topology_spread_count_every_domain() -> None:
+    """The pin is a filter beside the pod's constraints (rewriting its node affinity would make
+    nodeAffinityPolicy Honor count only the pinned node's zone: skew could never exceed 1)."""
+    from driver.scheduler.cycle import Placement, Unschedulable, schedule
+    from driver.scheduler.podinfo import pod_info
+    from driver.scheduler.state import ClusterState
+
+    state = ClusterState({})
+    for name, zone in (("a1", "za"), ("b1", "zb")):
+        state.add_node({"metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone}},
+                        "status": {"allocatable": {"cpu": "32", "memory": "64Gi", "pods": "110"}}})
+    for i in range(3):
+        state.pods.add(pod_info({"metadata": {"name": f"s{i}", "uid": f"s{i}", "namespace": "ns",
+                                              "labels": {"app": "s"}}, "spec": {}}, node="a1"))
+    spread = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app": "s"}}}]
+    new = pod([], topologySpreadConstraints=spread)
+    new["metadata"].update(uid="new", labels={"app": "s"})
+    held = {"metadata": {"name": "held", "namespace": "ns", "uid": "h"}, "spec": {}}
+    plan = plan_claims([held], lambda c: {"devices": {"results": []}}, lambda c: "a1")
+    assert plan.nodes == ("a1",) and len(plan.allocated) == 1
+    got = schedule(new, plan.pending, state, allocated=plan.allocated)
+    assert isinstance(got, Unschedulable)
+    assert got.rejections["a1"].reason == "node(s) didn't match pod topology spread constraints"
+    assert got.rejections["b1"].reason == "node(s) not where the pod's allocated claim is"
+    # without the spread constraint the pin alone decides
+    plain = pod([])
+    plain["metadata"]["uid"] = "plain"
+    placed = schedule(plain, plan.pending, state, allocated=plan.allocated)
+    assert isinstance(placed, Placement) and placed.node == "a1"
 
 
 def test_missing_template_is_a_user_error() -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the local cluster tests: a fresh API server per test and official clients for it."""
+"""Fixtures for the local cluster tests: a fresh API server per test and official clients for it, and a
+one-node local cluster per module for the imperative kubectl tests."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from driver.local.cluster import LocalCluster
 from driver.local.server import ApiServer
+from local_helpers import one_node_cluster
 
 
 @pytest.fixture
@@ -36,3 +39,9 @@ def core(kube: client.ApiClient) -> client.CoreV1Api:
 @pytest.fixture
 def dra(kube: client.ApiClient) -> client.ResourceV1Api:
     return client.ResourceV1Api(kube)
+
+
+@pytest.fixture(scope="module")
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with one_node_cluster(tmp_path_factory.mktemp("one-node")) as cluster:
+        yield cluster

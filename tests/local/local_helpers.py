@@ -1,4 +1,5 @@
-"""Helpers shared by the local cluster tests (object bodies); waits come from tests/wait_helpers.py."""
+"""Helpers shared by the local cluster tests (object bodies, kubectl, a small cluster); waits come from
+tests/wait_helpers.py."""
 
 from __future__ import annotations
 
@@ -60,3 +61,34 @@ def kubectl(kubeconfig: Any, *args: str, stdin: str | None = None, check: bool =
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+ONE_NODE = {"nodes": [{"name": "node-a", "cpu": "32", "memory": "64Gi"}]}
+
+
+def one_node_cluster(workdir: Any) -> Any:
+    """A one-node LocalCluster (a context manager) without DRA plugin, claim controller or device classes:
+    what the imperative kubectl tests need (conftest's `one_node` fixture)."""
+    from driver.local.cluster import LocalCluster
+    from driver.local.clusterfile import parse_cluster
+
+    return LocalCluster(parse_cluster(ONE_NODE), workdir=workdir, plugin_factory=None, claim_controller=False,
+                        device_classes=False)
+
+
+class KubectlOn:
+    """kubectl against one LocalCluster (`kubectl_on(*args)`), and raw JSON reads through its official client."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.api = cluster.api_client()
+
+    def __call__(self, *args: str, check: bool = True) -> Any:
+        return kubectl(self.cluster.kubeconfig, *args, check=check)
+
+    def raw(self, read: Any, *args: Any) -> dict[str, Any]:
+        """`read(*args)` (a client method) as the server's JSON, not the client's model objects."""
+        import json
+
+        result: dict[str, Any] = json.loads(read(*args, _preload_content=False).data)
+        return result

@@ -3,46 +3,31 @@ bodies) against an in-process local cluster, checked through the official Python
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from driver.local import protobody
+from driver.local import errors, protobody
 from driver.local.cluster import LocalCluster
-from driver.local.clusterfile import parse_cluster
 from driver.plugin.proto import kube_objects_pb2 as pb
+from local_helpers import KubectlOn
 from wait_helpers import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 
-ONE_NODE = {"nodes": [{"name": "node-a", "cpu": "32", "memory": "64Gi"}]}
 
-
-class Kubectl:
+class Kubectl(KubectlOn):
     def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-        api = cluster.api_client()
-        self.scheduling, self.policy = client.SchedulingV1Api(api), client.PolicyV1Api(api)
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["kubectl", "--kubeconfig", str(self.cluster.kubeconfig), "--request-timeout=20s",
-                                 *args], capture_output=True, text=True, timeout=60)
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-        return result
+        super().__init__(cluster)
+        self.scheduling, self.policy = client.SchedulingV1Api(self.api), client.PolicyV1Api(self.api)
 
     def priority_class(self, name: str) -> dict[str, Any]:
-        return json.loads(self.scheduling.read_priority_class(name, _preload_content=False).data)
+        return self.raw(self.scheduling.read_priority_class, name)
 
     def pdb(self, name: str) -> dict[str, Any]:
-        return json.loads(self.policy.read_namespaced_pod_disruption_budget(name, "default",
-                                                                            _preload_content=False).data)
+        return self.raw(self.policy.read_namespaced_pod_disruption_budget, name, "default")
 
     def pdb_names(self) -> list[str]:
         return [b.metadata.name for b in self.policy.list_namespaced_pod_disruption_budget("default").items]
@@ -52,11 +37,8 @@ class Kubectl:
 
 
 @pytest.fixture(scope="module")
-def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    workdir: Path = tmp_path_factory.mktemp("create-policy")
-    with LocalCluster(parse_cluster(ONE_NODE), workdir=workdir, plugin_factory=None, claim_controller=False,
-                      device_classes=False) as cluster:
-        yield Kubectl(cluster)
+def kubectl(one_node: LocalCluster) -> Kubectl:
+    return Kubectl(one_node)
 
 
 def test_create_priorityclass_with_every_flag(kubectl: Kubectl) -> None:
@@ -74,7 +56,6 @@ def test_create_priorityclass_defaults_and_zero_value(kubectl: Kubectl) -> None:
     kubectl("create", "priorityclass", "zero", "--value=0")
     pc = kubectl.priority_class("zero")
     assert pc["value"] == 0 and pc["preemptionPolicy"] == "PreemptLowerPriority"
-    negative = kubectl.priority_class if False else None  # noqa: F841 (keeps the fixture order obvious)
     kubectl("create", "priorityclass", "low", "--value=-5")
     assert kubectl.priority_class("low")["value"] == -5
     rows = [line.split() for line in kubectl("get", "priorityclass", "low", "zero").stdout.splitlines()]
@@ -115,7 +96,7 @@ def test_create_pdb_with_min_available(kubectl: Kubectl) -> None:
 
 
 def test_create_pdb_with_percent_and_expressions(kubectl: Kubectl) -> None:
-    kubectl("create", "pdb", "pct", "--selector=app in (a,b),tier!=cache", "--max-unavailable=50%")
+    kubectl("create", "pdb", "pct", "--selector=app in (a,b),tier notin (cache)", "--max-unavailable=50%")
     spec = kubectl.pdb("pct")["spec"]
     assert spec["maxUnavailable"] == "50%" and "minAvailable" not in spec
     assert spec["selector"] == {"matchExpressions": [
@@ -138,6 +119,15 @@ def test_pdb_status_conditions_in_a_body_are_refused() -> None:
     raw = pb.PodDisruptionBudget(metadata=pb.ObjectMeta(name="p")).SerializeToString()
     raw += b"\x1a\x04" + b"\x3a\x02\x0a\x00"  # status { conditions { type: "" } }
     envelope = pb.Unknown(typeMeta=pb.TypeMeta(apiVersion="policy/v1", kind="PodDisruptionBudget"), raw=raw)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(errors.ApiError) as caught:
         protobody.decode(protobody.MAGIC + envelope.SerializeToString())
-    assert getattr(caught.value, "code", None) == 415 and "status #7" in str(caught.value)
+    assert caught.value.code == 415 and "status #7" in caught.value.message
+
+
+def test_priorityclass_zero_value_on_the_wire_decodes_as_zero() -> None:
+    body = pb.PriorityClass(metadata=pb.ObjectMeta(name="z"), value=0, preemptionPolicy="Never")
+    envelope = pb.Unknown(typeMeta=pb.TypeMeta(apiVersion="scheduling.k8s.io/v1", kind="PriorityClass"),
+                          raw=body.SerializeToString())
+    decoded = protobody.decode(protobody.MAGIC + envelope.SerializeToString())
+    assert decoded == {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "z"},
+                       "value": 0, "preemptionPolicy": "Never"}

@@ -4,40 +4,24 @@ in-process local cluster, checked through the official Python client."""
 from __future__ import annotations
 
 import base64
-import json
 import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from driver.local.cluster import LocalCluster
-from driver.local.clusterfile import parse_cluster
+from local_helpers import KubectlOn
 from wait_helpers import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 
-ONE_NODE = {"nodes": [{"name": "node-a", "cpu": "32", "memory": "64Gi"}]}
 
-
-class Kubectl:
+class Kubectl(KubectlOn):
     def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-        api = cluster.api_client()
-        self.core, self.apps, self.batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["kubectl", "--kubeconfig", str(self.cluster.kubeconfig), "--request-timeout=20s",
-                                 *args], capture_output=True, text=True, timeout=60)
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-        return result
-
-    def raw(self, read: Any, *args: Any) -> dict[str, Any]:
-        return json.loads(read(*args, _preload_content=False).data)
+        super().__init__(cluster)
+        self.core, self.apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
 
     def live_pods(self, selector: str) -> list[dict[str, Any]]:
         pods = self.raw(self.core.list_namespaced_pod, "default")["items"]
@@ -47,11 +31,8 @@ class Kubectl:
 
 
 @pytest.fixture(scope="module")
-def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    workdir: Path = tmp_path_factory.mktemp("imperative")
-    with LocalCluster(parse_cluster(ONE_NODE), workdir=workdir, plugin_factory=None, claim_controller=False,
-                      device_classes=False) as cluster:
-        yield Kubectl(cluster)
+def kubectl(one_node: LocalCluster) -> Kubectl:
+    return Kubectl(one_node)
 
 
 def test_create_namespace_configmap_secret_serviceaccount(kubectl: Kubectl) -> None:

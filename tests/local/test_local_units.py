@@ -9,6 +9,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from driver.local import patch, selectors, table, validation
+from driver.local.controllerloop import ControllerLoop, read_or_none
 from driver.local.informer import Cache
 from driver.local.workqueue import WorkQueue, Workers
 from driver.local.clusterfile import ClusterFileError, load_cluster, parse_cluster
@@ -257,3 +258,66 @@ def test_workers_retry_failures_skip_404_and_never_share_a_key() -> None:
     assert seen["flaky"] == 3 and 1 <= seen["gone"] <= 50  # 404: not retried on its own
     with pytest.raises(ValueError, match="at least 1"):
         Workers("none", WorkQueue(), sync, count=0)
+
+
+class _FakeInformer:
+    """Records start/stop and whether the loop's worker thread was running at that moment."""
+
+    def __init__(self, name: str, events: list[tuple[str, str, bool]], queue: WorkQueue) -> None:
+        self.name, self.events, self.queue = name, events, queue
+
+    @staticmethod
+    def _worker_alive() -> bool:
+        return any(t.name == "loop-test-0" and t.is_alive() for t in threading.enumerate())
+
+    def start(self) -> None:
+        self.events.append(("start", self.name, self._worker_alive()))
+        self.queue.add(self.name)  # what a first list does: keys for the workers
+
+    def stop(self) -> None:
+        self.events.append(("stop", self.name, self._worker_alive()))
+
+
+def test_controller_loop_starts_informers_before_workers_and_stops_them_first() -> None:
+    queue = WorkQueue()
+    events: list[tuple[str, str, bool]] = []
+    synced: list[Any] = []
+    both = threading.Event()
+
+    def sync(key: Any) -> None:
+        synced.append(key)
+        if len(synced) == 2:
+            both.set()
+
+    loop = ControllerLoop("loop-test", queue, [_FakeInformer("a", events, queue), _FakeInformer("b", events, queue)],
+                          sync)
+    loop.start()
+    assert both.wait(5), "the workers drain what the informers queued"
+    loop.stop()
+    assert events == [("start", "a", False), ("start", "b", False), ("stop", "a", True), ("stop", "b", True)]
+    assert sorted(synced) == ["a", "b"]
+    assert not _FakeInformer._worker_alive()  # stop closed the queue and joined the worker
+
+
+class _Resp:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def test_read_or_none_reads_json_and_treats_only_404_as_absent() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def read(name: str, ns: str, _preload_content: bool = True) -> _Resp:
+        calls.append((name, ns, _preload_content))
+        if name == "gone":
+            raise ApiException(status=404)
+        if name == "broken":
+            raise ApiException(status=500)
+        return _Resp(b'{"metadata": {"name": "x"}}')
+
+    assert read_or_none(read, "x", "default") == {"metadata": {"name": "x"}}
+    assert calls == [("x", "default", False)]  # raw JSON, not the client's model objects
+    assert read_or_none(read, "gone", "default") is None
+    with pytest.raises(ApiException) as err:
+        read_or_none(read, "broken", "default")
+    assert err.value.status == 500

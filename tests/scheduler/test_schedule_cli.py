@@ -434,9 +434,10 @@ def test_plan_claims_splits_like_schedule_one():
     assert [c["metadata"]["name"] for c in plan.pending] == ["pending"]
     assert plan.nodes == ("n1",) and plan.conflict is None
     assert [c["status"]["allocation"] for c in plan.floating] == [alloc["shared"]]
-    target = plan.target({"metadata": {"name": "p"}, "spec": {}})
-    term = target["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert term["nodeSelectorTerms"][0]["matchFields"] == [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]
+    (pinned,) = plan.pinned
+    term = pinned["status"]["allocation"]["nodeSelector"]["nodeSelectorTerms"][0]
+    assert term["matchFields"] == [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]
+    assert plan.allocated == plan.floating + plan.pinned
     assert plan.explain("0/3 nodes are available.").endswith("(a claim of the pod is already allocated on node n1)")
     two = ClaimPlan([], ("n1", "n2"), [])
     assert two.conflict == "claims of the pod are allocated on different nodes: n1, n2"

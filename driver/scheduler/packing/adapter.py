@@ -29,7 +29,8 @@ from driver.dra.cel import compile_selector, matches
 COMPUTE = "compute"
 FULL = 1000
 # Attributes unique to one physical device: left out of the equivalence signature so that nodes
-# built alike group together. Selectors naming them make the scheduler check nodes one by one.
+# built alike group together. Claims naming them make the cycle check nodes one by one
+# (`names_identity`).
 IDENTITY_ATTRIBUTES = frozenset({"uuid", "parentUUID", "pciBusID", "pcieRoot", "serial"})
 
 
@@ -123,6 +124,22 @@ def _scored(group: Any) -> Request | None:
     if len(group.alternatives) != 1:
         return None
     return request_shape(group.alternatives[0])
+
+
+def names_identity(prepared: PreparedClaims) -> bool:
+    """Do the claims select or constrain devices by an attribute unique to one device (a uuid,
+    a PCIe root)? Nodes of one equivalence group differ exactly there, so the scorer's per-group
+    view (built from one node) cannot answer for the others: the cycle then asks the allocator
+    node by node. Conservative: the attribute's name anywhere in a selector counts."""
+    for claim in prepared.claims:
+        for c in claim.constraints:
+            if c.attribute.rpartition("/")[2] in IDENTITY_ATTRIBUTES:
+                return True
+        for group in claim.groups:
+            for spec in group.alternatives:
+                if any(attr in expr for expr in spec.key for attr in IDENTITY_ATTRIBUTES):
+                    return True
+    return False
 
 
 def pod_shape(cpu: int, memory: int, prepared: PreparedClaims) -> Shape:

@@ -353,8 +353,8 @@ class Scorer:
         Not cached here: callers cache per node state with `cache_key` (schedule.py per group).
         """
         cpu, mem, gpus = free[0], free[1], free[2]
-        if shape.cpu > cpu or shape.memory > mem:
-            return None
+        if (shape.cpu and shape.cpu > cpu) or (shape.memory and shape.memory > mem):
+            return None  # (a pod asking for none of a resource fits even an overcommitted node, as upstream)
         fgd = strategy in ("fgd", "fragmentation")
         before = self.fragment(node, free) if fgd else 0.0
         # devices sharing physical GPUs (physical.Layout): a pick also charges its counters and

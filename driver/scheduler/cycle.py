@@ -175,7 +175,7 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
         strategy = strategy_for(pod, config)
         info = pod_info(pod)
         requests = info.requests
-        extended, why = _extended(pod, classes, state)
+        extended, why = _extended(pod, classes, state) if info.requests.scalars else (None, None)
         if why is not None:
             return Unschedulable(name, total, None, lambda: {n: why for n in state.nodes})
         if extended is not None:

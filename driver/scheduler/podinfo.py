@@ -137,6 +137,18 @@ def _terms(block: Mapping[str, Any], pod_ns: str, pod_labels: Mapping[str, str],
     return required, tuple(preferred)
 
 
+_NODEPORTS: Any = None
+
+
+def _nodeports() -> Any:
+    """plugins.nodeports, imported on first use (it imports the framework, which imports this module)."""
+    global _NODEPORTS
+    if _NODEPORTS is None:
+        from driver.scheduler.plugins import nodeports
+        _NODEPORTS = nodeports
+    return _NODEPORTS
+
+
 def pod_info(pod: Mapping[str, Any], node: str = "") -> PodInfo:
     """Parse a Pod dict. Raises `labels.SelectorError` / `noderesources.PodSpecError` naming the field."""
     meta = pod.get("metadata") or {}
@@ -146,8 +158,6 @@ def pod_info(pod: Mapping[str, Any], node: str = "") -> PodInfo:
     affinity = spec.get("affinity") or {}
     req_a, pref_a = _terms(affinity.get("podAffinity") or {}, ns, labels, "spec.affinity.podAffinity")
     req_aa, pref_aa = _terms(affinity.get("podAntiAffinity") or {}, ns, labels, "spec.affinity.podAntiAffinity")
-    from driver.scheduler.plugins import nodeports  # (imports the framework, which imports this module)
-
     priority = spec.get("priority")
     return PodInfo(
         uid=str(meta.get("uid") or f"{ns}/{meta.get('name', '')}"),
@@ -162,5 +172,5 @@ def pod_info(pod: Mapping[str, Any], node: str = "") -> PodInfo:
         required_anti_affinity=req_aa,
         preferred_affinity=pref_a,
         preferred_anti_affinity=pref_aa,
-        host_ports=tuple(nodeports.host_ports(pod)),
+        host_ports=tuple(_nodeports().host_ports(pod)),
     )

@@ -279,6 +279,8 @@ def parse_preferred(raw: Any, where: str) -> tuple[Preference, ...]:
 
 def prefilter(ctx: CycleContext) -> Checks | Rejection | None:
     spec = ctx.pod.get("spec") or {}
+    if not spec.get("nodeSelector") and not (spec.get("affinity") or {}).get("nodeAffinity"):
+        return None  # the common case, before any parsing
     node_affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
     if not isinstance(node_affinity, Mapping):
         return Rejection(PLUGIN, f"{WHERE}: expected a node affinity object", unresolvable=True)

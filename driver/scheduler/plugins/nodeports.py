@@ -34,6 +34,10 @@ def host_ports(pod: Mapping[str, Any]) -> tuple[Port, ...]:
     """(hostIP, protocol, hostPort) of every port the pod holds on its node, in spec order
     (sidecars first, then containers, as upstream's GetHostPorts)."""
     spec = pod.get("spec") or {}
+    containers = spec.get("containers") or []
+    if not spec.get("initContainers") and type(containers) is list and all(
+            type(c) is dict and not c.get("ports") for c in containers):
+        return ()  # no container declares ports (the common case)
     out: list[Port] = []
     groups = [("initContainers", [c for c in spec.get("initContainers") or []
                                   if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"]),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Collection, Mapping
 
 from driver.dra.quantity import QuantityError, parse_quantity
@@ -91,36 +92,69 @@ def is_scalar_resource(name: str) -> bool:
     return "/" in name and not name.startswith("requests.")
 
 
+_MAPS = (dict, Mapping)  # dict first: isinstance against typing's Mapping alone is slow, and this runs per pod
+
+
+@lru_cache(maxsize=4096)
+def _cached_quantity(value: str | int) -> Fraction:
+    return parse_quantity(value, "quantity")
+
+
 def _quantity(value: Any, where: str) -> Fraction:
+    # Every scheduled pod is parsed (and every pod on a node re-parsed after a rebuild); their
+    # amounts repeat ("100m", "1Gi"), so the parse of a plain value is cached.
     try:
+        if type(value) in (str, int):
+            try:
+                return _cached_quantity(value)
+            except QuantityError:
+                pass  # parsed again below, so that the error names the field
         return parse_quantity(value, where)
     except QuantityError as exc:
         raise PodSpecError(str(exc)) from None
 
 
-def _resource_list(raw: Any, where: str) -> dict[str, Fraction]:
-    if raw is None:
+def _resource_list(raw: Any, where: str | tuple) -> dict[str, Fraction]:
+    """A resource list parsed; `where` (text, or parts joined only if an error needs them: this
+    runs for every pod) names the field in errors."""
+    if not raw:
         return {}
-    if not isinstance(raw, Mapping):
-        raise PodSpecError(f"{where}: expected a map of resource name to quantity")
-    return {str(k): _quantity(v, f"{where}.{k}") for k, v in raw.items()}
+    if not isinstance(raw, _MAPS):
+        raise PodSpecError(f"{_where(where)}: expected a map of resource name to quantity")
+    out: dict[str, Fraction] = {}
+    for k, v in raw.items():
+        if type(v) in (str, int):
+            try:
+                out[str(k)] = _cached_quantity(v)
+                continue
+            except QuantityError:
+                pass
+        out[str(k)] = _quantity(v, f"{_where(where)}.{k}")
+    return out
 
 
-def _effective_requests(resources: Any, where: str) -> dict[str, Fraction]:
+def _where(where: str | tuple) -> str:
+    return where if isinstance(where, str) else "".join(_where(p) if isinstance(p, tuple) else str(p) for p in where)
+
+
+def _effective_requests(resources: Any, where: str | tuple) -> dict[str, Fraction]:
     """requests, plus limits for resources without a request (the API's defaulting)."""
     if resources is None:
         return {}
-    if not isinstance(resources, Mapping):
-        raise PodSpecError(f"{where}: expected a resource requirements object")
-    out = _resource_list(resources.get("requests"), f"{where}.requests")
-    for k, v in _resource_list(resources.get("limits"), f"{where}.limits").items():
-        out.setdefault(k, v)
+    if not isinstance(resources, _MAPS):
+        raise PodSpecError(f"{_where(where)}: expected a resource requirements object")
+    out = _resource_list(resources.get("requests"), (where, ".requests"))
+    limits = resources.get("limits")
+    if limits:
+        for k, v in _resource_list(limits, (where, ".limits")).items():
+            out.setdefault(k, v)
     return out
 
 
 def _add(into: dict[str, Fraction], more: Mapping[str, Fraction]) -> None:
     for k, v in more.items():
-        into[k] = into.get(k, Fraction(0)) + v
+        have = into.get(k)
+        into[k] = v if have is None else have + v
 
 
 def _max(into: dict[str, Fraction], more: Mapping[str, Fraction]) -> None:
@@ -134,7 +168,7 @@ def _containers(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     if not isinstance(raw, list):
         raise PodSpecError(f"spec.{key}: expected a list of containers")
     for i, c in enumerate(raw):
-        if not isinstance(c, Mapping):
+        if not isinstance(c, _MAPS):
             raise PodSpecError(f"spec.{key}[{i}]: expected a container object")
     return raw
 
@@ -147,15 +181,15 @@ def is_sidecar(container: Mapping[str, Any]) -> bool:
 def request_list(pod: Mapping[str, Any]) -> dict[str, Fraction]:
     """The pod's effective requests by resource name, exact (see the module docstring)."""
     spec = pod.get("spec") or {}
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, _MAPS):
         raise PodSpecError("spec: expected a pod spec object")
     total: dict[str, Fraction] = {}
     for i, c in enumerate(_containers(spec, "containers")):
-        _add(total, _effective_requests(c.get("resources"), f"spec.containers[{i}].resources"))
+        _add(total, _effective_requests(c.get("resources"), ("spec.containers[", i, "].resources")))
     sidecars: dict[str, Fraction] = {}
     init_peak: dict[str, Fraction] = {}
     for i, c in enumerate(_containers(spec, "initContainers")):
-        req = _effective_requests(c.get("resources"), f"spec.initContainers[{i}].resources")
+        req = _effective_requests(c.get("resources"), ("spec.initContainers[", i, "].resources"))
         if is_sidecar(c):
             _add(total, req)
             _add(sidecars, req)
@@ -236,6 +270,8 @@ def prefilter(ctx: "CycleContext") -> "Checks | Rejection | None":
     from driver.scheduler.framework import Checks, Rejection
 
     req = ctx.info.requests
+    if req.ephemeral <= 0 and not req.scalars:
+        return None  # the common case
     ignored = frozenset(ctx.cache.get("dra_extended", ()))
     scalars = tuple((n, v) for n, v in req.scalars if v > 0 and n not in ignored)
     if req.ephemeral <= 0 and not scalars:

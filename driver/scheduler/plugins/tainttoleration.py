@@ -119,15 +119,25 @@ class TaintIndex:
 
     def __init__(self) -> None:
         self._prefer: set[str] = set()
+        self._blocking: set[str] = set()  # nodes with NoSchedule / NoExecute taints
 
     def set_node(self, name: str, node: Mapping[str, Any] | None) -> None:
         self._prefer.discard(name)
-        if node is not None and any(e == PREFER for _, _, e in taints_of(node)):
-            self._prefer.add(name)
+        self._blocking.discard(name)
+        if node is not None:
+            effects = {e for _, _, e in taints_of(node)}
+            if PREFER in effects:
+                self._prefer.add(name)
+            if effects - {PREFER}:
+                self._blocking.add(name)
 
     @property
     def any_prefer_no_schedule(self) -> bool:
         return bool(self._prefer)
+
+    @property
+    def any_blocking(self) -> bool:
+        return bool(self._blocking)
 
 
 def any_prefer_no_schedule(state: Any) -> bool:
@@ -166,7 +176,9 @@ def prefilter(ctx: CycleContext) -> Checks | Rejection | None:
         return bad
     tolerations = pod_tolerations(ctx.pod)
     checks = Checks(PLUGIN)
-    if any(g.taints for g in ctx.state.groups.values()):
+    index = getattr(ctx.state, "taint_index", None)
+    blocking = index.any_blocking if isinstance(index, TaintIndex) else any(g.taints for g in ctx.state.groups.values())
+    if blocking:
         def taint_filter(node: Any) -> Rejection | None:
             if not node.taints:
                 return None

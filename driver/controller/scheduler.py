@@ -463,7 +463,12 @@ class Controller:
                 reserved = (claim.get("status") or {}).get("reservedFor") or []
                 if alloc is None and any(r.get("uid") == uid for r in reserved):
                     continue
-                w = self.writer.reserve(claim, pod, alloc)
+                try:
+                    w = self.writer.reserve(claim, pod, alloc)
+                except WriteError as exc:
+                    if exc.maybe is not None:  # it may have landed: roll it back as if it did
+                        written.append(exc.maybe)
+                    raise
                 written.append(w)
                 if w.allocated:
                     self.view.written(w.uid, w.resource_version)
@@ -472,13 +477,19 @@ class Controller:
             status = getattr(exc, "status", 0)
             result = "conflict" if status == 409 else "error"
             logger.info("bind_failed", pod=key, node=node, error=str(exc), rolled_back=len(written))
+            unconfirmed: list[Written] = []
             try:
-                self.writer.rollback(written, pod)
+                unconfirmed = self.writer.rollback(written, pod)
                 if special is not None:
                     self._drop_extended(pod, {"metadata": {"name": special.name, "namespace": special.namespace,
                                                            "uid": special.uid}}, [special])
             finally:
-                self.view.forget(pod, assumed_uids)
+                # A claim whose rollback was not confirmed may still hold its devices in the API:
+                # keep counting them until the informer shows the claim (then the API is the truth).
+                kept = {w.uid for w in unconfirmed if w.allocated}
+                for claim_uid in kept:
+                    self.view.written(claim_uid, "0")
+                self.view.forget(pod, [u for u in assumed_uids if u not in kept])
                 with self._lock:
                     self._in_flight.discard(uid)
                 self.metrics.attempts.labels(result).inc()

@@ -33,10 +33,25 @@ class WriteError(Exception):
         self.status = status
         self.conflict = status == 409
         self.gone = status == 404
+        # A write whose outcome is unknown (no answer, or a 5xx): it may have landed. `maybe` is
+        # what to roll back in case it did.
+        self.maybe: "Written | None" = None
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.status == 0 or self.status >= 500
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _same_devices(a: dict | None, b: dict | None) -> bool:
+    """Do two allocations name the same devices (a rollback must not clear another writer's)?"""
+    def key(alloc: dict | None) -> list:
+        results = ((alloc or {}).get("devices") or {}).get("results") or []
+        return sorted((r.get("driver"), r.get("pool"), r.get("device"), r.get("shareID")) for r in results)
+    return key(a) == key(b)
 
 
 def pod_ref(pod: dict) -> dict:
@@ -53,6 +68,7 @@ class Written:
     uid: str
     allocated: bool  # we wrote the allocation (vs. only added a reservation to an allocated claim)
     resource_version: str | None = None  # of the claim after our status write
+    allocation: dict | None = None  # what we wrote: a rollback clears only this allocation
 
 
 class Writer:
@@ -97,11 +113,18 @@ class Writer:
             reserved.append(ref)
         status["reservedFor"] = reserved
         body = dict(current, status=status)
-        after = self._claim_call(
-            f"claim {ns}/{name}: write allocation", self.api.replace_namespaced_resource_claim_status, name, ns, body
-        )
+        try:
+            after = self._claim_call(
+                f"claim {ns}/{name}: write allocation", self.api.replace_namespaced_resource_claim_status, name, ns,
+                body)
+        except WriteError as exc:
+            if exc.ambiguous:
+                exc.maybe = Written(ns, name, meta.get("uid", ""), allocated=allocation is not None,
+                                    allocation=allocation)
+            raise
         rv = (after.get("metadata") or {}).get("resourceVersion")
-        return Written(ns, name, meta.get("uid", ""), allocated=allocation is not None, resource_version=rv)
+        return Written(ns, name, meta.get("uid", ""), allocated=allocation is not None, resource_version=rv,
+                       allocation=allocation)
 
     def bind(self, pod: dict, node: str) -> None:
         meta = pod["metadata"]
@@ -117,10 +140,12 @@ class Writer:
             status, message = api_error(exc)
             raise WriteError(f"pod {meta['namespace']}/{meta['name']}: bind to {node}", status, message) from exc
 
-    def rollback(self, written: list[Written], pod: dict, attempts: int = 5) -> None:
+    def rollback(self, written: list[Written], pod: dict, attempts: int = 5) -> list[Written]:
         """Undo `reserve` on each claim: drop our reservation; if we allocated and nobody else uses
-        the claim now, clear the allocation and drop the finalizer. Re-reads on 409."""
+        the claim now, clear the allocation (ours only) and drop the finalizer. Re-reads on 409.
+        Returns the claims whose undo could not be confirmed (their allocation may still stand)."""
         uid = pod_ref(pod)["uid"]
+        unconfirmed = []
         for w in written:
             for _ in range(attempts):
                 try:
@@ -131,9 +156,12 @@ class Writer:
                         break
                     if not exc.conflict and exc.status < 500 and exc.status != 0:
                         logger.warning("rollback_failed", claim=f"{w.namespace}/{w.name}", error=str(exc))
+                        unconfirmed.append(w)
                         break
             else:
                 logger.warning("rollback_gave_up", claim=f"{w.namespace}/{w.name}")
+                unconfirmed.append(w)
+        return unconfirmed
 
     def _undo(self, w: Written, pod_uid: str) -> None:
         claim = self._claim_call(
@@ -145,7 +173,8 @@ class Writer:
         reserved = [r for r in status.get("reservedFor") or [] if r.get("uid") != pod_uid]
         changed = len(reserved) != len(status.get("reservedFor") or [])
         status["reservedFor"] = reserved
-        if w.allocated and not reserved and status.get("allocation"):
+        ours = w.allocation is None or _same_devices(status.get("allocation"), w.allocation)
+        if w.allocated and not reserved and status.get("allocation") and ours:
             status.pop("allocation", None)
             status.pop("devices", None)
             changed = True

@@ -96,6 +96,7 @@ class Controller:
         self._first_try: dict[str, float] = {}
         self._reported: dict[str, str] = {}  # pod uid -> last unschedulable message reported
         self._nominated: dict[str, tuple[str, int]] = {}  # pod key -> (node, priority) after preempting
+        self._extended_of: dict[str, set[str]] = {}  # pod uid -> its special extended-resource claims
         self._leading = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -243,6 +244,7 @@ class Controller:
 
     def _on_claim(self, event: str, old: dict | None, new: dict | None) -> None:
         self.view.on_claim(event, old, new)
+        self._track_extended(old, new)
         if new is not None and event == "ADDED":
             with self._lock:
                 waiting = self._awaiting.pop(k.key_of(new), set())
@@ -336,6 +338,7 @@ class Controller:
             # e.g. our own status write, woke it). Scheduling it again would allocate twice.
             self.queue.forget(key)
             return
+        self._drop_stale_extended(pod)
         started = time.monotonic()
         self._first_try.setdefault(key, started)
         templates = self.templates.get if self.templates.wait_synced(0) else None
@@ -404,6 +407,36 @@ class Controller:
             self.view.forget(pod, list(assumed))
             with self._lock:
                 self._in_flight.discard(uid)
+
+    def _track_extended(self, old: dict | None, new: dict | None) -> None:
+        """Special extended-resource claims by the uid of the pod that owns them."""
+        for obj, add in ((old, False), (new, True)):
+            if obj is None or not ext.is_extended_claim(obj):
+                continue
+            for ref in obj["metadata"].get("ownerReferences") or []:
+                if ref.get("kind") == "Pod" and ref.get("controller"):
+                    with self._lock:
+                        keys = self._extended_of.setdefault(ref.get("uid", ""), set())
+                        (keys.add if add else keys.discard)(k.key_of(obj))
+                        if not keys:
+                            del self._extended_of[ref.get("uid", "")]
+
+    def _drop_stale_extended(self, pod: dict) -> None:
+        """An unbound pod that already owns a special claim got it from a cycle that did not finish
+        (a controller that crashed between creating it and binding, or a cleanup that failed): as
+        upstream, delete it before deciding again, so its devices are not held twice."""
+        uid = pod["metadata"]["uid"]
+        with self._lock:
+            keys = sorted(self._extended_of.get(uid, ()))
+        for key in keys:
+            claim = self.claims.get(key)
+            if claim is None or claim["metadata"].get("deletionTimestamp"):
+                continue
+            alloc = (claim.get("status") or {}).get("allocation")
+            meta = claim["metadata"]
+            w = Written(meta["namespace"], meta["name"], meta.get("uid", ""), allocated=bool(alloc), allocation=alloc)
+            logger.info("stale_extended_claim", pod=k.key_of(pod), claim=key)
+            self._drop_extended(pod, claim, [w])
 
     @staticmethod
     def _extended_uid(pod: dict) -> str:

@@ -207,3 +207,38 @@ def test_a_failed_bind_leaves_no_extended_claim_behind(server, api: Api) -> None
             return special if len(special) == 1 else None
         (special,) = wait_for(only_one, 20, "the failed attempts' claims deleted")
     assert special["metadata"]["name"] == name and special["status"]["allocation"]
+
+
+def test_a_special_claim_left_by_an_unfinished_cycle_is_deleted_before_deciding_again(server, api: Api) -> None:
+    from driver.controller.writer import Writer
+    from driver.devices.classes import device_classes
+    for cls in device_classes():
+        try:
+            api.create(cls)
+        except Exception:  # noqa: BLE001 - the fixture's classes are already there
+            pass
+    _nodes(api, 1, gpus=1)
+    obj = pod("crashed")
+    obj["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": "1"}
+    created = api.create(obj)
+    # what a controller that crashed after creating and allocating the claim leaves behind
+    left = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": "crashed-extended-resources-old", "namespace": "default",
+                         "annotations": {"resource.kubernetes.io/extended-resource-claim": "true"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "crashed",
+                                              "uid": created["metadata"]["uid"], "controller": True}]},
+            "spec": {"devices": {"requests": [{"name": "container-0-request-2", "exactly": {
+                "deviceClassName": "unit.gpu.nvidia.com", "allocationMode": "ExactCount", "count": 1}}]}}}
+    stale = api.create(left)
+    alloc = {"devices": {"results": [{"request": "container-0-request-2", "driver": "gpu.nvidia.com",
+                                      "pool": "n0", "device": "gpu-0"}]},
+             "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [
+                 {"key": "metadata.name", "operator": "In", "values": ["n0"]}]}]}}
+    Writer(api.kube, "gpu-dra-scheduler").reserve(stale, created, alloc)  # holds the only GPU
+    with controller(server):
+        _bound(api, ["crashed"])  # possible only once the stale claim's GPU is free again
+        name = wait_for(lambda: ((api.pod("crashed").get("status") or {}).get("extendedResourceClaimStatus") or {})
+                        .get("resourceClaimName"), 20, "extendedResourceClaimStatus written")
+    special = [c["metadata"]["name"] for c in api.claims()
+               if (c["metadata"].get("annotations") or {}).get("resource.kubernetes.io/extended-resource-claim")]
+    assert special == [name] and name != "crashed-extended-resources-old"

@@ -19,11 +19,16 @@ PLUGIN_RULES = {
 }
 
 CONTROLLER_RULES = {
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "delete"},
     ("", "pods/binding"): {"create"},
-    ("", "pods/status"): {"update"},
+    ("", "pods/status"): {"update", "patch"},
     ("", "nodes"): {"list", "watch"},
-    ("resource.k8s.io", "resourceclaims"): {"get", "list", "watch", "update"},
+    ("", "namespaces"): {"list", "watch"},
+    ("", "persistentvolumeclaims"): {"list", "watch"},
+    ("", "persistentvolumes"): {"list", "watch"},
+    ("storage.k8s.io", "storageclasses"): {"list", "watch"},
+    ("policy", "poddisruptionbudgets"): {"list", "watch"},
+    ("resource.k8s.io", "resourceclaims"): {"get", "list", "watch", "update", "create", "delete"},
     ("resource.k8s.io", "resourceclaims/status"): {"update"},
     ("resource.k8s.io", "resourceslices"): {"list", "watch"},
     ("resource.k8s.io", "deviceclasses"): {"list", "watch"},

@@ -45,6 +45,10 @@ EVERY_MODE: dict[str, Any] = {
             "weights": {"gpu": 2, "cpu": 0.5, "memory": 0},
             "thresholds": {"gpu": 0.8},
             "coverage": 0.9,
+            "pluginWeights": {"InterPodAffinity": 5, "Packing": 2},
+            "interPodAffinity": {"hardPodAffinityWeight": 3},
+            "topologySpread": {"defaultingType": "List", "defaultConstraints": [
+                {"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}]},
         }
     },
 }

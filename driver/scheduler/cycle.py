@@ -209,6 +209,8 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
     taint_ok: dict[tuple, bool] = {}
     candidates: list[tuple[tuple, NodeState]] = []  # (heap entry, node) when scoring
     scoring = bool(plan.scores)
+    # Scores that every node of a group shares, and no per-node filter: one node speaks for its group.
+    per_group = scoring and not filters and all(c.plugin in GROUP_INVARIANT_SCORES for c in plan.scores)
 
     identity = adapter.names_identity(prepared)
     tried: set[str] = set()
@@ -248,6 +250,8 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
                 continue
             if scoring:
                 candidates.append((entry, node))
+                if per_group:
+                    break
                 continue
             try_node(entry, node)
             break  # placed, or every node of the group would give the same allocator answer
@@ -317,6 +321,10 @@ def _by_total(candidates: list[tuple[tuple, NodeState]], scores: list[Checks], c
             total[n] += w * v
     return sorted(candidates, key=lambda en: (-total[en[1].name], en[0][0], en[0][1], en[1].name))
 
+
+# Plugins whose score is the same for every node of an equivalence group (the group key holds
+# the nodes' taints of every effect).
+GROUP_INVARIANT_SCORES = frozenset({"TaintToleration"})
 
 # kube-scheduler's filter order: these run before NodeResourcesFit, the others after it
 _BEFORE_RESOURCES = frozenset({"NodeName", "NodeAffinity", "NodePorts"})

@@ -153,7 +153,12 @@ class ClusterState:
         alloc = nodefit.node_allocatable(node)
         taints = nodefit.node_taints(node)
         unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
-        static_key = (alloc, taints, unschedulable, adapter.inventory_signature(inventory))
+        # PreferNoSchedule taints too: then every node of a group scores alike under TaintToleration
+        # and the cycle can score one node per group (see cycle.GROUP_INVARIANT_SCORES).
+        prefer = tuple(sorted((str(t.get("key", "")), str(t.get("value", "") or ""))
+                              for t in ((node.get("spec") or {}).get("taints")) or []
+                              if isinstance(t, Mapping) and t.get("effect") == "PreferNoSchedule"))
+        static_key = (alloc, taints, unschedulable, prefer, adapter.inventory_signature(inventory))
         klass = self._classes.get(static_key)
         if klass is None:
             totals = physical.device_totals(inventory)

@@ -99,3 +99,15 @@ def test_default_weights_are_kube_schedulers():
     w = PackingConfig().plugin_weights
     assert (w["TaintToleration"], w["NodeAffinity"], w["PodTopologySpread"], w["InterPodAffinity"], w["Packing"]) == \
         (3, 2, 2, 2, 1)
+
+
+def test_prefer_no_schedule_scores_one_node_per_group_and_still_avoids_the_tainted_node():
+    def taint(node):
+        _label_hosts(node)
+        if node["metadata"]["name"] == "n0":
+            node["spec"]["taints"] = [{"key": "DeletionCandidateOfClusterAutoscaler", "value": "1",
+                                       "effect": "PreferNoSchedule"}]
+    state = _state(NODES, strategy="binpack", edit=taint)
+    assert state.nodes["n0"].group != state.nodes["n1"].group  # the taint is part of the group
+    placed = _replicas(state, 8)
+    assert "n0" not in placed and len(set(placed)) == 1  # binpack among the untainted nodes

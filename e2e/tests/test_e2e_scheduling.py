@@ -8,7 +8,8 @@ unchanged against a real cluster with the chart installed (E2E_KUBECONFIG)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from kubernetes import client
 
@@ -26,6 +27,17 @@ def _pod(name: str, scheduler: str, limits: dict[str, Any], **spec: Any) -> dict
             "spec": {"schedulerName": scheduler, "terminationGracePeriodSeconds": 1,
                      "containers": [{"name": "main", "image": "ubuntu:24.04", "command": ["sleep", "86400"],
                                      "resources": {"limits": limits}}], **spec}}
+
+
+@contextmanager
+def _applied(target: Target, stem: str, objects: list[dict[str, Any]]) -> Iterator[str]:
+    """The objects applied with kubectl in a new namespace (yielded), deleted afterwards."""
+    namespace = new_namespace(target, stem)
+    apply(target, namespace, objects)
+    try:
+        yield namespace
+    finally:
+        delete(target, namespace, objects)
 
 
 def _describe(pods: dict[str, dict[str, Any]]) -> str:
@@ -55,9 +67,7 @@ def test_required_anti_affinity_deployment_lands_on_distinct_nodes(installed: Ta
             "spec": {**_pod("x", target.scheduler_name, {"nvidia.com/gpu": 1})["spec"],
                      "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                          {"labelSelector": {"matchLabels": labels}, "topologyKey": HOST}]}}}}}}
-    namespace = new_namespace(target, "anti")
-    apply(target, namespace, [deployment])
-    try:
+    with _applied(target, "anti", [deployment]) as namespace:
         pods = wait_pods_placed(target, namespace, 3, timeout=90)
         nodes = [p["spec"]["nodeName"] for p in pods]
         assert len(set(nodes)) == 3, nodes
@@ -67,45 +77,33 @@ def test_required_anti_affinity_deployment_lands_on_distinct_nodes(installed: Ta
             claim = json.loads(target.kubectl("get", "resourceclaim", "-n", namespace, status["resourceClaimName"],
                                               "-o", "json"))
             assert claim["status"]["allocation"]["devices"]["results"][0]["pool"] == p["spec"]["nodeName"]
-    finally:
-        delete(target, namespace, [deployment])
 
 
 def test_mig_extended_resource_lands_on_a_mig_device(installed: Target) -> None:
     target = installed
     pod = _pod("mig-1g", target.scheduler_name, {"nvidia.com/mig-1g.10gb": 1})
-    namespace = new_namespace(target, "migext")
-    apply(target, namespace, [pod])
-    try:
+    with _applied(target, "migext", [pod]) as namespace:
         (placed,) = wait_pods_placed(target, namespace, 1)
         name = placed["status"]["extendedResourceClaimStatus"]["resourceClaimName"]
         claim = json.loads(target.kubectl("get", "resourceclaim", "-n", namespace, name, "-o", "json"))
         (result,) = claim["status"]["allocation"]["devices"]["results"]
         assert "-mig-1g10gb-" in result["device"], result
-    finally:
-        delete(target, namespace, [pod])
 
 
 def test_unknown_extended_resource_is_unschedulable_naming_it(installed: Target) -> None:
     target = installed
     pod = _pod("wants-fpga", target.scheduler_name, {"example.com/fpga": 1})
-    namespace = new_namespace(target, "unknown")
-    apply(target, namespace, [pod])
-    try:
+    with _applied(target, "unknown", [pod]) as namespace:
         message = _unschedulable_message(target, namespace, "wants-fpga")
         assert "Insufficient example.com/fpga" in message
         assert not _pods(target, namespace)[0]["spec"].get("nodeName")
-    finally:
-        delete(target, namespace, [pod])
 
 
 def test_gated_pod_stays_unbound_until_its_gates_are_removed(installed: Target) -> None:
     target = installed
     pod = _pod("gated", target.scheduler_name, {"nvidia.com/gpu": 1},
                schedulingGates=[{"name": "example.com/admission"}])
-    namespace = new_namespace(target, "gated")
-    apply(target, namespace, [pod])
-    try:
+    with _applied(target, "gated", [pod]) as namespace:
         got = _pods(target, namespace)[0]
         cond = next(c for c in got["status"].get("conditions") or [] if c["type"] == "PodScheduled")
         assert cond["reason"] == "SchedulingGated"
@@ -115,8 +113,6 @@ def test_gated_pod_stays_unbound_until_its_gates_are_removed(installed: Target) 
                        "-p", '[{"op": "remove", "path": "/spec/schedulingGates"}]')
         (placed,) = wait_pods_placed(target, namespace, 1)
         assert placed["status"]["extendedResourceClaimStatus"]["resourceClaimName"]
-    finally:
-        delete(target, namespace, [pod])
 
 
 def test_high_priority_pod_preempts_a_low_priority_one_on_a_full_node(installed: Target) -> None:

@@ -25,6 +25,15 @@ def _nodes(api: Api, count: int, gpus: int = 4, zone=None) -> None:
         api.create(resource_slice(name, gpu_devices(name, gpus)))
 
 
+def _all_device_classes(api: Api) -> None:
+    """Every class the driver ships (the extended-resource ones too), beside the fixture's."""
+    from driver.devices.classes import device_classes
+    have = {c["metadata"]["name"] for c in api.kube.call(api.kube.resource.list_device_class)["items"]}
+    for cls in device_classes():
+        if cls["metadata"]["name"] not in have:
+            api.create(cls)
+
+
 def _gpu_pod(api: Api, name: str, labels: dict, **spec) -> None:
     api.create(claim(f"{name}-gpu", claim_spec()))
     obj = pod(name, {"gpu": f"{name}-gpu"}, **spec)
@@ -103,12 +112,7 @@ def test_gated_pod_stays_unbound_with_no_claim_allocated(server, api: Api) -> No
 
 
 def test_extended_resource_pod_gets_an_allocated_claim_and_its_status(server, api: Api) -> None:
-    from driver.devices.classes import device_classes
-    for cls in device_classes():
-        try:
-            api.create(cls)
-        except Exception:  # noqa: BLE001 - the fixture's classes are already there
-            pass
+    _all_device_classes(api)
     _nodes(api, 1, gpus=2)
     obj = pod("seed-step3")
     obj["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": "1"}
@@ -185,12 +189,7 @@ def test_high_priority_gpu_pod_preempts_a_low_priority_one_on_a_full_node(server
 
 
 def test_a_failed_bind_leaves_no_extended_claim_behind(server, api: Api) -> None:
-    from driver.devices.classes import device_classes
-    for cls in device_classes():
-        try:
-            api.create(cls)
-        except Exception:  # noqa: BLE001 - the fixture's classes are already there
-            pass
+    _all_device_classes(api)
     _nodes(api, 1, gpus=1)
     server.faults.set(verb="create", resource="pods/binding", error_rate=1.0, count=2)
     obj = pod("retry")
@@ -211,12 +210,7 @@ def test_a_failed_bind_leaves_no_extended_claim_behind(server, api: Api) -> None
 
 def test_a_special_claim_left_by_an_unfinished_cycle_is_deleted_before_deciding_again(server, api: Api) -> None:
     from driver.controller.writer import Writer
-    from driver.devices.classes import device_classes
-    for cls in device_classes():
-        try:
-            api.create(cls)
-        except Exception:  # noqa: BLE001 - the fixture's classes are already there
-            pass
+    _all_device_classes(api)
     _nodes(api, 1, gpus=1)
     obj = pod("crashed")
     obj["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": "1"}

@@ -20,6 +20,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     up.add_argument("--no-plugins", action="store_true", help="do not start the kubelet plugins in-process")
     up.add_argument("--no-device-classes", action="store_true",
                     help="do not create the driver's DeviceClasses (apply your own, e.g. from the Helm chart)")
+    up.add_argument("--no-scheduler", action="store_true",
+                    help="do not run the gpu-dra scheduler (allocation controller) in-process; pods naming "
+                         "gpu-dra-scheduler then wait for one you start yourself (`gpu-dra controller`)")
+    up.add_argument("--strategy", default="fragmentation",
+                    help="packing strategy of the in-process scheduler (fragmentation, fgd, binpack, spread)")
     up.set_defaults(func=_up)
     bench = local_sub.add_parser("bench-list", help="time lists of many large ResourceSlices over HTTP")
     bench.add_argument("--slices", type=int, default=1000, help="number of slices (default 1000)")
@@ -87,12 +92,24 @@ def _up(args: argparse.Namespace) -> int:
     except ClusterFileError as exc:
         logger.error("bad_cluster_file", error=str(exc))
         return 2
+    factories = []
+    if not args.no_scheduler:
+        from driver.controller.demo import ControllerComponent
+        from driver.scheduler.packing.config import ConfigError, check_strategy
+
+        try:
+            strategy = check_strategy(args.strategy, "--strategy")
+        except ConfigError as exc:
+            logger.error("bad_options", error=str(exc))
+            return 2
+        # Without it, pods for gpu-dra-scheduler (every example, the seed's manifests) wait forever.
+        factories.append(lambda c: ControllerComponent(c, strategy))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cluster = LocalCluster(spec, workdir=args.workdir, port=args.port,
                            plugin_factory=None if args.no_plugins else driver_plugin_factory,
-                           device_classes=not args.no_device_classes)
+                           device_classes=not args.no_device_classes, component_factories=factories)
     try:
         cluster.start()
     except OSError as exc:

@@ -95,6 +95,20 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
         log.close()
 
 
+def test_local_up_runs_the_gpu_dra_scheduler(local: Local) -> None:
+    """`local up` is a cluster with its scheduler: a pod naming gpu-dra-scheduler gets bound."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cpu-only", "namespace": "default"},
+           "spec": {"schedulerName": "gpu-dra-scheduler", "nodeSelector": {"kubernetes.io/hostname": "gpu-l4"},
+                    "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": 1}}}]}}
+    local.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(pod))
+    try:
+        node = wait_for(lambda: local.kubectl("get", "pod", "cpu-only", "-o", "jsonpath={.spec.nodeName}").stdout,
+                        timeout=30, what="cpu-only bound by the in-process scheduler")
+        assert node == "gpu-l4"
+    finally:
+        local.kubectl("delete", "pod", "cpu-only", "--wait=false")
+
+
 def test_get_nodes_of_the_default_cluster(local: Local) -> None:
     out = local.kubectl("get", "nodes", "-o", "json").stdout
     names = sorted(n["metadata"]["name"] for n in json.loads(out)["items"])

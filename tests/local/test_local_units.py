@@ -188,6 +188,17 @@ def test_local_up_rejects_a_bad_cluster_file(tmp_path) -> None:
     assert "nodes[0].memory" in done.stderr and not kubeconfig.exists()
 
 
+def test_local_up_rejects_an_unknown_scheduler_strategy(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    kubeconfig = tmp_path / "kubeconfig"
+    done = subprocess.run([sys.executable, "-m", "driver", "local", "up", "--strategy", "bestfit", "--kubeconfig",
+                           str(kubeconfig)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and not kubeconfig.exists()
+    assert "--strategy" in done.stderr and "binpack" in done.stderr
+
+
 def _obj(name: str, rv: int, owner: str = "", ns: str = "default") -> dict[str, Any]:
     return {"metadata": {"namespace": ns, "name": name, "resourceVersion": str(rv), "labels": {"owner": owner}}}
 

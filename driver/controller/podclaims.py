@@ -94,7 +94,9 @@ def plan_claims(claims: list[dict], allocation_of: Callable[[dict], dict | None]
                 nodes.add(str(node))
                 here = {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In",
                                                                 "values": [str(node)]}]}]}
-                pinned.append({**c, "status": {**(c.get("status") or {}), "allocation": {**alloc, "nodeSelector": here}}})
+                # (its own nodeSelector when it has one: that is where the allocation is usable)
+                pinned.append({**c, "status": {**(c.get("status") or {}),
+                                               "allocation": {**alloc, "nodeSelector": alloc.get("nodeSelector") or here}}})
             else:
                 floating.append({**c, "status": {**(c.get("status") or {}), "allocation": alloc}})
     return ClaimPlan(pending, tuple(sorted(nodes)), floating, pinned)

@@ -338,6 +338,11 @@ class Controller:
             # e.g. our own status write, woke it). Scheduling it again would allocate twice.
             self.queue.forget(key)
             return
+        pod = self.pods.get(key)  # the binding may have arrived between the two reads above
+        if not self._wants(pod):
+            self.queue.forget(key)
+            return
+        assert pod is not None
         self._drop_stale_extended(pod)
         started = time.monotonic()
         self._first_try.setdefault(key, started)
@@ -430,9 +435,9 @@ class Controller:
             keys = sorted(self._extended_of.get(uid, ()))
         for key in keys:
             claim = self.claims.get(key)
-            if claim is None or claim["metadata"].get("deletionTimestamp"):
-                continue
-            alloc = (claim.get("status") or {}).get("allocation")
+            alloc = ((claim.get("status") or {}).get("allocation")) if claim else None
+            if claim is None or (claim["metadata"].get("deletionTimestamp") and not alloc):
+                continue  # gone, or going with nothing held
             meta = claim["metadata"]
             w = Written(meta["namespace"], meta["name"], meta.get("uid", ""), allocated=bool(alloc), allocation=alloc)
             logger.info("stale_extended_claim", pod=k.key_of(pod), claim=key)
@@ -458,7 +463,11 @@ class Controller:
         assumed_uids[assumed_uids.index(temp)] = real
         w: Written | None = None
         try:
-            w = self.writer.reserve(created, pod, allocation)
+            try:
+                w = self.writer.reserve(created, pod, allocation)
+            except WriteError as exc:
+                w = exc.maybe  # it may have landed: undo it too
+                raise
             self.view.written(w.uid, w.resource_version)
             patch = {"status": ext.pod_status(created["metadata"]["name"], extended)}
             try:
@@ -521,7 +530,7 @@ class Controller:
                 # keep counting them until the informer shows the claim (then the API is the truth).
                 kept = {w.uid for w in unconfirmed if w.allocated}
                 for claim_uid in kept:
-                    self.view.written(claim_uid, "0")
+                    self.view.keep_counting(claim_uid)
                 self.view.forget(pod, [u for u in assumed_uids if u not in kept])
                 with self._lock:
                     self._in_flight.discard(uid)

@@ -293,6 +293,16 @@ class ClusterView:
                 self._uncount(old)
             self._count_pod(uid, node, pod)
 
+    def keep_counting(self, claim_uid: str) -> None:
+        """A rollback we could not confirm: the claim's devices stay counted (they may still be
+        allocated in the API) but our allocation is no longer assumed, so the pod is decided anew
+        rather than pinned to it; the claim's next event from the informer is the truth."""
+        with self.lock:
+            a = self.assumed_claims.get(claim_uid)
+            if a is not None:
+                a.written_rv = "0"
+            self.allocations.pop(claim_uid, None)
+
     def is_assumed_bound(self, pod_uid: str) -> bool:
         """Did we decide (and bind) this pod, with the informer yet to show its node?"""
         with self.lock:

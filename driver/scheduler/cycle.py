@@ -256,18 +256,19 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
             try_node(entry, node)
             break  # placed, or every node of the group would give the same allocator answer
     if scoring and candidates:
-        tried: set[Any] = set()
+        tried_groups: set[Any] = set()
         for entry, node in _by_total(candidates, plan.scores, config):
             group = entry[2]
-            if group.key in failures and group.key in tried:
+            if group.key in failures and group.key in tried_groups:
                 continue  # the allocator already said no for this group state
-            tried.add(group.key)
+            tried_groups.add(group.key)
             if try_node(entry, node) or permanent is not None:
                 break
     for entry in set_aside:
         heapq.heappush(heap, entry)
     if placement is None and permanent is None and identity:
-        placement, permanent = _node_by_node(ctx, state, filters, prepared, requests, strategy, now, only, tried)
+        placement, permanent = _node_by_node(ctx, state, filters, prepared, requests, strategy, now, only, tried,
+                                             extended)
     if placement is not None:
         return placement
     if permanent is not None:
@@ -281,7 +282,7 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
 
 def _node_by_node(ctx: CycleContext, state: ClusterState, filters: list[Checks], prepared: Any,
                   requests: nodefit.Resources, strategy: str, now: str | None, only: set[str] | None,
-                  tried: set[str]) -> tuple[Placement | None, str | None]:
+                  tried: set[str], extended: Any = None) -> tuple[Placement | None, str | None]:
     """The allocator on every node the groups' scorer could not speak for (claims that name device
     identities, see adapter.names_identity), in name order, after the filters."""
     for name in sorted(state.nodes):
@@ -298,7 +299,8 @@ def _node_by_node(ctx: CycleContext, state: ClusterState, filters: list[Checks],
         result = allocate(prepared, node.inventory, node.usage, {}, now=now)
         if result:
             allocations = {c.claim.name: c.allocation for c in result.claims}
-            return Placement(ctx.info.name, name, allocations, (), strategy, requests, tuple(result.picks)), None
+            return Placement(ctx.info.name, name, allocations, (), strategy, requests, tuple(result.picks),
+                             extended), None
         if result.permanent:
             return None, result.reason
     return None, None
@@ -342,6 +344,12 @@ def _rejections(ctx: CycleContext, state: ClusterState, filters: list[Checks], p
         if not nodes:
             continue
         why = nodefit.untolerated(pod, group.taints, group.unschedulable)
+        named = (pod.get("spec") or {}).get("nodeName")
+        if why and named:  # NodeName runs before the cordon and taint filters
+            for n in nodes:
+                if n.name != named:
+                    out[n.name] = Rejection("NodeName", "node(s) didn't match the requested node name", True)
+            nodes = [n for n in nodes if n.name == named]
         if why:
             cordoned = group.unschedulable and nodefit.untolerated(pod, (), True) is not None
             plugin = "NodeUnschedulable" if cordoned else "TaintToleration"

@@ -119,9 +119,9 @@ def preempt(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clus
     if spec.get("preemptionPolicy") == "Never":
         return NotPreempting("not eligible due to preemptionPolicy=Never.")
     priority = spec.get("priority") if isinstance(spec.get("priority"), int) else 0
-    nominated = (pod.get("status") or {}).get("nominatedNodeName")
-    if nominated:
-        for other in state.pods.on_node(nominated).values():
+    held = (pod.get("status") or {}).get("nominatedNodeName")  # (its own nomination, from an earlier cycle)
+    if held:
+        for other in state.pods.on_node(held).values():
             if other.priority < priority and (other.obj.get("metadata") or {}).get("deletionTimestamp"):
                 return NotPreempting("not eligible: victims on the nominated node are still terminating.")
     if failed.rejection is not None:
@@ -161,7 +161,8 @@ def _restore(state: ClusterState, removed: list) -> None:
     while removed:
         v, placements = removed.pop()
         while placements:
-            state.commit(placements.pop())
+            state.commit(placements[-1])
+            placements.pop()
         if state.pods.get(v.uid) is None:
             state.pods.add(v)
 
@@ -192,9 +193,8 @@ def _on_node(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
                 back: list[Placement] = []
                 removed.append((v, placements))  # (still recorded: restored if anything below raises)
                 while placements:
-                    p = placements.pop()
-                    state.commit(p)
-                    back.append(p)
+                    state.commit(placements[-1])
+                    back.append(placements.pop())
                 state.pods.add(v)
                 if fits() is None:  # v stays a victim: take it out again
                     state.pods.remove(v.uid)

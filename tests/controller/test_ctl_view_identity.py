@@ -43,3 +43,16 @@ def test_a_uuid_nobody_has_is_explained_per_node():
     assert isinstance(got, Unschedulable)
     reasons = {n: r.reason for n, r in got.rejections.items()}
     assert "node a" in reasons["a"] and "node b" in reasons["b"]  # each names its own node
+
+
+def test_a_node_by_node_placement_keeps_the_extended_resource_claim():
+    view = _view()
+    cls = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "x.example.com"},
+           "spec": {"selectors": [{"cel": {"expression": "device.driver == 'gpu.nvidia.com'"}}],
+                    "extendedResourceName": "example.com/gpu"}}
+    view.on_class("ADDED", None, cls)
+    p, claims = _by_uuid("GPU-b-0")
+    p["spec"]["containers"][0]["resources"]["limits"] = {"example.com/gpu": "1"}
+    got = schedule(p, claims, view.state, view.classes)
+    assert isinstance(got, Placement) and got.node == "b"
+    assert got.extended is not None and "<extended-resources>" in got.allocations

@@ -115,3 +115,16 @@ def test_unresolvable_nodes_are_not_candidates():
     untolerating, claims2 = _high()
     out = _run(state, placed, untolerating, claims2)
     assert isinstance(out, NotPreempting)
+
+
+def test_nodes_held_for_other_preemptors_are_no_candidates_and_a_nominated_pod_can_retry():
+    state, placed = _state([A, B]), {}
+    _fill(state, placed, {"a": [("a1", 1, {}), ("a2", 1, {})], "b": [("b1", 5, {}), ("b2", 5, {})]})
+    pod, claims = _high(100)
+    failed = schedule(pod, claims, state, nominated={"a": 200})
+    out = preempt(pod, claims, state, failed, lambda v: [placed[v.uid]], nominated={"a": 200})
+    assert isinstance(out, Preemption) and out.node == "b"  # a is held for a priority-200 pod
+    pod["status"] = {"nominatedNodeName": "b"}  # its own nomination from an earlier cycle
+    again = preempt(pod, claims, state, schedule(pod, claims, state, nominated={"a": 200}),
+                    lambda v: [placed[v.uid]], nominated={"a": 200})
+    assert isinstance(again, Preemption) and again.node == "b"

@@ -21,7 +21,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = sub.add_parser("controller", help="run the allocation controller (scheduler for DRA GPU pods)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
     p.add_argument("--scheduler-name", default="gpu-dra-scheduler", help="pods with this spec.schedulerName are ours")
-    p.add_argument("--config", help="packing config YAML: strategy, weights, thresholds, coverage")
+    p.add_argument("--config", help="packing config YAML: our fields (strategy, weights, thresholds, coverage, "
+                                    "pluginWeights, ...), the KAI recipe's scheduling: block, a KAI SchedulingShard "
+                                    "or scheduler.placementStrategy, or a ConfigMap holding one")
     p.add_argument("--leader-elect", action="store_true", help="run only while holding the leader Lease")
     p.add_argument("--lease-name", default="gpu-dra-controller")
     p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "kube-system"))

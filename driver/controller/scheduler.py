@@ -97,6 +97,7 @@ class Controller:
         self._reported: dict[str, str] = {}  # pod uid -> last unschedulable message reported
         self._nominated: dict[str, tuple[str, int]] = {}  # pod key -> (node, priority) after preempting
         self._extended_of: dict[str, set[str]] = {}  # pod uid -> its special extended-resource claims
+        self._victims: dict[str, list[tuple[str, str, list[str]]]] = {}  # pod key -> victims (key, uid, claims)
         self._leading = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -278,6 +279,7 @@ class Controller:
         if new is None or (new.get("spec") or {}).get("nodeName") or pod_is_done(new):
             with self._lock:
                 self._nominated.pop(key, None)  # bound or gone: its reservation ends
+                self._victims.pop(key, None)
         if new is None:
             with self._lock:
                 for waiting in self._awaiting.values():
@@ -563,14 +565,23 @@ class Controller:
         """Try DefaultPreemption; evict the victims it names. Returns text for the pod's message."""
         if not self.cfg.preemption:
             return ""
+        waiting = self._victims_pending(k.key_of(pod))
+        if waiting:
+            # Victims evicted for this pod are still going (or their claims still hold devices):
+            # preempting again now would evict more pods for the same room.
+            return f" preemption: waiting for {waiting} to free their resources."
+        with self._lock:
+            mine = self._nominated.get(k.key_of(pod))
         with self.view.lock:
             outcome = preempt(target, pending, self.view.state, failed, self._freed, self.pdbs.items(),
-                              classes=self.view.classes, now=now, allocated=floating, nominated=nominated)
+                              classes=self.view.classes, now=now, allocated=floating, nominated=nominated,
+                              held=mine[0] if mine else None)
         if isinstance(outcome, NotPreempting):
             return f" preemption: {outcome.reason}"
         key = k.key_of(pod)
         with self._lock:
             self._nominated[key] = (outcome.node, int((pod.get("spec") or {}).get("priority") or 0))
+            self._victims[key] = [(v.key, v.uid, pod_claim_keys(v.obj)) for v in outcome.victims]
         logger.info("preempting", pod=key, node=outcome.node, victims=[v.key for v in outcome.victims],
                     pdb_violations=outcome.pdb_violations)
         try:
@@ -582,6 +593,25 @@ class Controller:
             return f" preemption: {exc}"
         self.metrics.attempts.labels("preempting").inc()
         return f" preemption: evicting {len(outcome.victims)} pod(s) on node {outcome.node}."
+
+    def _victims_pending(self, key: str) -> str | None:
+        """The first victim of this pod's last preemption that still exists, or whose claims (that
+        it alone used) are still allocated; None when all is free (and the record is dropped)."""
+        with self._lock:
+            victims = self._victims.get(key, [])
+        for vkey, vuid, claim_keys in victims:
+            live = self.pods.get(vkey)
+            if live is not None and live["metadata"].get("uid") == vuid:
+                return f"pod {vkey}"
+            for ckey in claim_keys:
+                claim = self.claims.get(ckey)
+                status = (claim or {}).get("status") or {}
+                users = {r.get("uid") for r in status.get("reservedFor") or []}
+                if status.get("allocation") and users <= {vuid}:
+                    return f"the claim {ckey} of pod {vkey}"
+        with self._lock:
+            self._victims.pop(key, None)
+        return None
 
     def _report(self, pod: dict, message: str) -> None:
         """PodScheduled=False + a FailedScheduling event, once per distinct message."""

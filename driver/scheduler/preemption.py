@@ -110,16 +110,18 @@ def _neg(timestamp: str) -> tuple[int, ...]:
 def preempt(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: ClusterState, failed: Unschedulable,
             freed: Freed, pdbs: Sequence[Mapping[str, Any]] = (), *, classes: Mapping[str, Any] | None = None,
             now: str | None = None, allocated: list[Mapping[str, Any]] = (),
-            nominated: Mapping[str, int] | None = None) -> Preemption | NotPreempting:
+            nominated: Mapping[str, int] | None = None, held: str | None = None) -> Preemption | NotPreempting:
     """Find where `pod` (that `schedule` just refused with `failed`) fits by evicting lower-priority pods.
 
     `nominated` is what `schedule` got: nodes held for other preemptors of higher or equal
-    priority are no candidates (evicting there would free nothing this pod can use)."""
+    priority are no candidates (evicting there would free nothing this pod can use). `held` is the
+    node this pod was nominated to by an earlier cycle (default: its status.nominatedNodeName; the
+    caller's own record is fresher than a cached pod)."""
     spec = pod.get("spec") or {}
     if spec.get("preemptionPolicy") == "Never":
         return NotPreempting("not eligible due to preemptionPolicy=Never.")
     priority = spec.get("priority") if isinstance(spec.get("priority"), int) else 0
-    held = (pod.get("status") or {}).get("nominatedNodeName")  # (its own nomination, from an earlier cycle)
+    held = held or (pod.get("status") or {}).get("nominatedNodeName")  # its own nomination, from an earlier cycle
     if held:
         for other in state.pods.on_node(held).values():
             if other.priority < priority and (other.obj.get("metadata") or {}).get("deletionTimestamp"):

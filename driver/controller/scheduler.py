@@ -10,6 +10,8 @@ Threads and why:
   worker moves on at once and the next decision already sees it; a failed write is rolled back
   and un-assumed, and the pod retried with backoff. This is kube-scheduler's assume/bind split,
   and what makes throughput independent of API latency;
+- the binders also create the special claims of DRA extended resources (extended.py), and the
+  worker evicts the victims of DefaultPreemption (preemptor.py) when a pod fits nowhere;
 - one releaser thread (releaser.py) drops reservations of pods that are gone or finished and
   deallocates claims nobody reserves (idempotent: the resourceclaim controller may do the same).
 Only the leader (leader.py) runs the worker, binders and releaser; a standby keeps its caches
@@ -29,14 +31,13 @@ from typing import Any
 from driver import log
 from driver.scheduler.cycle import Unschedulable, schedule
 from driver.scheduler.plugins import extendedresources as ext
-from driver.scheduler.podinfo import PodInfo
-from driver.scheduler.preemption import NotPreempting, preempt
-from driver.scheduler.state import Placement
 from driver.scheduler.packing.scoring import PackingConfig
 from driver.controller import kube as k
+from driver.controller.extended import ExtendedClaims
 from driver.controller.informers import Informer, wait_all_synced
 from driver.controller.leader import LeaderElector, LeaseConfig
 from driver.controller.metrics import Metrics
+from driver.controller.preemptor import Preemptor
 from driver.controller.podclaims import plan_claims, resolve_claims
 from driver.controller.queue import Backoff, WorkQueue, serve
 from driver.controller.releaser import Releaser
@@ -95,9 +96,6 @@ class Controller:
         self._in_flight: set[str] = set()
         self._first_try: dict[str, float] = {}
         self._reported: dict[str, str] = {}  # pod uid -> last unschedulable message reported
-        self._nominated: dict[str, tuple[str, int]] = {}  # pod key -> (node, priority) after preempting
-        self._extended_of: dict[str, set[str]] = {}  # pod uid -> its special extended-resource claims
-        self._victims: dict[str, list[tuple[str, str, list[str]]]] = {}  # pod key -> victims (key, uid, claims)
         self._leading = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -105,6 +103,9 @@ class Controller:
         self._lock = threading.Lock()
         self.elector: LeaderElector | None = None
         self.scheduled = 0
+        self.extended = ExtendedClaims(kube, self.writer, self.view, self.claims.get)
+        self.preemptor = Preemptor(self.writer, self.view, self.metrics, self.pods.get, self.claims.get,
+                                   self.pdbs.items, self.cfg.preemption)
         self.releaser = Releaser(
             kube, self.writer, self.releases, self.claims, self.pods, self._pod_by_uid,
             self.view.assumed_claims, self._in_flight, self._lock, self._leading, self._stop,
@@ -245,7 +246,7 @@ class Controller:
 
     def _on_claim(self, event: str, old: dict | None, new: dict | None) -> None:
         self.view.on_claim(event, old, new)
-        self._track_extended(old, new)
+        self.extended.track(old, new)
         if new is not None and event == "ADDED":
             with self._lock:
                 waiting = self._awaiting.pop(k.key_of(new), set())
@@ -277,9 +278,7 @@ class Controller:
         uid = obj["metadata"].get("uid", "")
         key = k.key_of(obj)
         if new is None or (new.get("spec") or {}).get("nodeName") or pod_is_done(new):
-            with self._lock:
-                self._nominated.pop(key, None)  # bound or gone: its reservation ends
-                self._victims.pop(key, None)
+            self.preemptor.done(key)  # bound or gone: its nomination ends
         if new is None:
             with self._lock:
                 for waiting in self._awaiting.values():
@@ -345,7 +344,7 @@ class Controller:
             self.queue.forget(key)
             return
         assert pod is not None
-        self._drop_stale_extended(pod)
+        self.extended.drop_stale(pod)
         started = time.monotonic()
         self._first_try.setdefault(key, started)
         templates = self.templates.get if self.templates.wait_synced(0) else None
@@ -379,18 +378,14 @@ class Controller:
             return
         target, pending, floating = pod, plan.pending, plan.allocated
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with self._lock:
-            nominated: dict[str, int] = {}
-            for other, (n, prio) in self._nominated.items():
-                if other != key:
-                    nominated[n] = max(prio, nominated.get(n, prio))
+        nominated = self.preemptor.nominated_elsewhere(key)
         with self.view.lock:
             result = schedule(target, pending, self.view.state, self.view.classes, self.cfg.packing, now,
                               allocated=floating, nominated=nominated)
             if isinstance(result, Unschedulable):
                 reason = plan.explain(result.reason)  # the explanation reads the state: under the lock
         if isinstance(result, Unschedulable):
-            reason += self._preempt_for(pod, target, pending, result, floating, now, nominated)
+            reason += self.preemptor.attempt(pod, target, pending, result, floating, now, nominated)
             self.metrics.attempts.labels("unschedulable").inc()
             self.metrics.latency.labels("unschedulable").observe(time.monotonic() - started)
             self._report(pod, reason)
@@ -400,7 +395,7 @@ class Controller:
         assumed = {}
         for name, alloc in result.allocations.items():
             if name == ext.IN_MEMORY_NAME:  # the extended-resource claim: created by the binder
-                assumed[self._extended_uid(pod)] = (name, alloc)
+                assumed[self.extended.temp_uid(pod)] = (name, alloc)
                 continue
             claim = by_name[name]
             assumed[claim["metadata"]["uid"]] = (name, alloc)
@@ -415,85 +410,6 @@ class Controller:
             with self._lock:
                 self._in_flight.discard(uid)
 
-    def _track_extended(self, old: dict | None, new: dict | None) -> None:
-        """Special extended-resource claims by the uid of the pod that owns them."""
-        for obj, add in ((old, False), (new, True)):
-            if obj is None or not ext.is_extended_claim(obj):
-                continue
-            for ref in obj["metadata"].get("ownerReferences") or []:
-                if ref.get("kind") == "Pod" and ref.get("controller"):
-                    with self._lock:
-                        keys = self._extended_of.setdefault(ref.get("uid", ""), set())
-                        (keys.add if add else keys.discard)(k.key_of(obj))
-                        if not keys:
-                            del self._extended_of[ref.get("uid", "")]
-
-    def _drop_stale_extended(self, pod: dict) -> None:
-        """An unbound pod that already owns a special claim got it from a cycle that did not finish
-        (a controller that crashed between creating it and binding, or a cleanup that failed): as
-        upstream, delete it before deciding again, so its devices are not held twice."""
-        uid = pod["metadata"]["uid"]
-        with self._lock:
-            keys = sorted(self._extended_of.get(uid, ()))
-        for key in keys:
-            claim = self.claims.get(key)
-            alloc = ((claim.get("status") or {}).get("allocation")) if claim else None
-            if claim is None or (claim["metadata"].get("deletionTimestamp") and not alloc):
-                continue  # gone, or going with nothing held
-            meta = claim["metadata"]
-            w = Written(meta["namespace"], meta["name"], meta.get("uid", ""), allocated=bool(alloc), allocation=alloc)
-            logger.info("stale_extended_claim", pod=k.key_of(pod), claim=key)
-            self._drop_extended(pod, claim, [w])
-
-    @staticmethod
-    def _extended_uid(pod: dict) -> str:
-        return f"{pod['metadata']['uid']}-extended-resources"
-
-    def _create_extended(self, pod: dict, extended: Any, allocation: dict, assumed_uids: list[str]) -> Written:
-        """KEP-5004's PreBind: create the pod's special claim, move our assumption to its real uid
-        (so the informer's echo of the bare claim cannot free the devices), write its allocation and
-        reservation, then record it in the pod's status.extendedResourceClaimStatus."""
-        meta = pod["metadata"]
-        body = ext.claim_for(pod, extended, name=None)
-        try:
-            created = self.kube.call(self.kube.resource.create_namespaced_resource_claim, meta["namespace"], body)
-        except Exception as exc:  # noqa: BLE001
-            code, text = k.api_error(exc)
-            raise WriteError(f"pod {k.key_of(pod)}: create extended resource claim", code, text) from exc
-        temp, real = self._extended_uid(pod), created["metadata"]["uid"]
-        self.view.rekey_claim(temp, real)
-        assumed_uids[assumed_uids.index(temp)] = real
-        w: Written | None = None
-        try:
-            try:
-                w = self.writer.reserve(created, pod, allocation)
-            except WriteError as exc:
-                w = exc.maybe  # it may have landed: undo it too
-                raise
-            self.view.written(w.uid, w.resource_version)
-            patch = {"status": ext.pod_status(created["metadata"]["name"], extended)}
-            try:
-                self.kube.call(self.kube.core.patch_namespaced_pod_status, meta["name"], meta["namespace"], patch)
-            except Exception as exc:  # noqa: BLE001
-                code, text = k.api_error(exc)
-                raise WriteError(f"pod {k.key_of(pod)}: record extendedResourceClaimStatus", code, text) from exc
-        except Exception:
-            self._drop_extended(pod, created, [w] if w is not None else [])
-            raise
-        return w
-
-    def _drop_extended(self, pod: dict, claim: dict, written: list[Written]) -> None:
-        """Undo a special claim this cycle created (upstream deletes it too): its allocation and
-        finalizer first, then the object, so the next cycle starts from nothing."""
-        meta = claim["metadata"]
-        try:
-            if written:
-                self.writer.rollback(written, pod)
-            self.kube.call(self.kube.resource.delete_namespaced_resource_claim, meta["name"], meta["namespace"],
-                           body={"preconditions": {"uid": meta.get("uid")}})
-        except Exception as exc:  # noqa: BLE001 - the pod's deletion garbage-collects it in the end
-            logger.warning("extended_claim_cleanup_failed", claim=k.key_of(claim), error=k.api_error(exc)[1])
-
     def _bind(self, key: str, pod: dict, node: str, claims: list[dict], allocations: dict[str, dict],
               assumed_uids: list[str], started: float, extended: Any = None) -> None:
         uid = pod["metadata"]["uid"]
@@ -501,7 +417,7 @@ class Controller:
         special: Written | None = None
         try:
             if extended is not None:
-                special = self._create_extended(pod, extended, allocations[ext.IN_MEMORY_NAME], assumed_uids)
+                special = self.extended.create(pod, extended, allocations[ext.IN_MEMORY_NAME], assumed_uids)
             for claim in claims:
                 alloc = allocations.get(claim["metadata"]["name"])
                 reserved = (claim.get("status") or {}).get("reservedFor") or []
@@ -525,7 +441,7 @@ class Controller:
             try:
                 unconfirmed = self.writer.rollback(written, pod)
                 if special is not None:
-                    self._drop_extended(pod, {"metadata": {"name": special.name, "namespace": special.namespace,
+                    self.extended.drop(pod, {"metadata": {"name": special.name, "namespace": special.namespace,
                                                            "uid": special.uid}}, [special])
             finally:
                 # A claim whose rollback was not confirmed may still hold its devices in the API:
@@ -554,64 +470,6 @@ class Controller:
         if first is not None:
             self.metrics.e2e.observe(time.monotonic() - first)
         logger.debug("pod_bound", pod=key, node=node, claims=len(claims))
-
-    # ---- preemption -----------------------------------------------------------------------
-
-    def _freed(self, victim: PodInfo) -> list[Placement]:
-        return self.view.freed_by(victim, self.claims.get)
-
-    def _preempt_for(self, pod: dict, target: dict, pending: list[dict], failed: Unschedulable,
-                     floating: list[dict], now: str, nominated: dict[str, int] | None = None) -> str:
-        """Try DefaultPreemption; evict the victims it names. Returns text for the pod's message."""
-        if not self.cfg.preemption:
-            return ""
-        waiting = self._victims_pending(k.key_of(pod))
-        if waiting:
-            # Victims evicted for this pod are still going (or their claims still hold devices):
-            # preempting again now would evict more pods for the same room.
-            return f" preemption: waiting for {waiting} to free their resources."
-        with self._lock:
-            mine = self._nominated.get(k.key_of(pod))
-        with self.view.lock:
-            outcome = preempt(target, pending, self.view.state, failed, self._freed, self.pdbs.items(),
-                              classes=self.view.classes, now=now, allocated=floating, nominated=nominated,
-                              held=mine[0] if mine else None)
-        if isinstance(outcome, NotPreempting):
-            return f" preemption: {outcome.reason}"
-        key = k.key_of(pod)
-        with self._lock:
-            self._nominated[key] = (outcome.node, int((pod.get("spec") or {}).get("priority") or 0))
-            self._victims[key] = [(v.key, v.uid, pod_claim_keys(v.obj)) for v in outcome.victims]
-        logger.info("preempting", pod=key, node=outcome.node, victims=[v.key for v in outcome.victims],
-                    pdb_violations=outcome.pdb_violations)
-        try:
-            self.writer.nominate(pod, outcome.node)
-            for v in outcome.victims:
-                self.writer.evict(dict(v.obj), pod, outcome.node)
-        except WriteError as exc:
-            logger.warning("preemption_failed", pod=key, error=str(exc))
-            return f" preemption: {exc}"
-        self.metrics.attempts.labels("preempting").inc()
-        return f" preemption: evicting {len(outcome.victims)} pod(s) on node {outcome.node}."
-
-    def _victims_pending(self, key: str) -> str | None:
-        """The first victim of this pod's last preemption that still exists, or whose claims (that
-        it alone used) are still allocated; None when all is free (and the record is dropped)."""
-        with self._lock:
-            victims = self._victims.get(key, [])
-        for vkey, vuid, claim_keys in victims:
-            live = self.pods.get(vkey)
-            if live is not None and live["metadata"].get("uid") == vuid:
-                return f"pod {vkey}"
-            for ckey in claim_keys:
-                claim = self.claims.get(ckey)
-                status = (claim or {}).get("status") or {}
-                users = {r.get("uid") for r in status.get("reservedFor") or []}
-                if status.get("allocation") and users <= {vuid}:
-                    return f"the claim {ckey} of pod {vkey}"
-        with self._lock:
-            self._victims.pop(key, None)
-        return None
 
     def _report(self, pod: dict, message: str) -> None:
         """PodScheduled=False + a FailedScheduling event, once per distinct message."""

@@ -36,14 +36,12 @@ class InputError(ValueError):
 
 
 def _documents(path: str) -> Iterable[dict[str, Any]]:
+    from driver.cliinput import InputFileError, load_yaml_all
+
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror}") from None
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not YAML/JSON: {exc}") from None
+        docs = load_yaml_all(path)
+    except InputFileError as exc:
+        raise InputError(str(exc)) from None
     for i, doc in enumerate(docs):
         if doc is None:
             continue
@@ -108,9 +106,12 @@ def run(args: argparse.Namespace) -> int:
     from driver.allocator.inventory import SliceError
     from driver.allocator.usage import UsageError
 
+    from driver.cliinput import FlagError, rfc3339
+
     try:
-        rows = dry_run(load(args.filename), args.node, args.now)
-    except (InputError, SliceError, UsageError) as exc:
+        now = rfc3339(args.now, "--now") if args.now is not None else None
+        rows = dry_run(load(args.filename), args.node, now)
+    except (InputError, FlagError, SliceError, UsageError) as exc:
         print(f"gpu-dra allocate: {exc}", file=sys.stderr)
         return 2
     if args.output == "json":

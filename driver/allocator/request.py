@@ -18,6 +18,7 @@ from driver.dra.cel import CelError, Selector, compile_selector
 from driver.dra.quantity import QuantityError, parse_quantity
 
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+INT64_MAX = 2**63 - 1  # the largest value of an API int64 field (a request's count)
 
 
 class ClaimError(ValueError):
@@ -173,13 +174,24 @@ def _spec(raw: Mapping[str, Any], name: str, parent: str, classes: Mapping[str, 
     count = raw.get("count", 1 if mode == "ExactCount" else 0)
     if mode == "ExactCount" and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise ClaimError(f"{where}.count: expected a positive integer, got {count!r}")
+    if mode == "ExactCount" and count > INT64_MAX:  # the API field is an int64
+        raise ClaimError(f"{where}.count: expected at most {INT64_MAX}, got {count}")
     if raw.get("adminAccess") is not None and not isinstance(raw.get("adminAccess"), bool):
         raise ClaimError(f"{where}.adminAccess: expected true or false, got {raw.get('adminAccess')!r}")
     if mode == "All" and raw.get("count") not in (None, 0):
         raise ClaimError(f"{where}.count: must not be set with allocationMode All")
     tolerations, raw_tol = _tolerations(raw.get("tolerations"), f"{where}.tolerations")
     caps: dict[str, Fraction] = {}
-    for cap_name, value in (((raw.get("capacity") or {}).get("requests")) or {}).items():
+    capacity = raw.get("capacity") or {}
+    if not isinstance(capacity, Mapping):
+        raise ClaimError(f"{where}.capacity: expected a mapping with requests, got {type(capacity).__name__}")
+    cap_requests = capacity.get("requests") or {}
+    if not isinstance(cap_requests, Mapping):
+        raise ClaimError(f"{where}.capacity.requests: expected a mapping of capacity name to quantity, "
+                         f"got {type(cap_requests).__name__}")
+    for cap_name, value in cap_requests.items():
+        if not isinstance(cap_name, str) or not cap_name:
+            raise ClaimError(f"{where}.capacity.requests: capacity name {cap_name!r} is not a non-empty string")
         # Bare names belong to the driver that publishes the device, which is not known yet:
         # "*/name" is resolved per device (capacity.requested_on).
         key = cap_name if "/" in cap_name else f"*/{cap_name}"
@@ -191,6 +203,8 @@ def _spec(raw: Mapping[str, Any], name: str, parent: str, classes: Mapping[str, 
             except QuantityError as exc:
                 raise ClaimError(str(exc)) from None
             raise
+        if caps[key] < 0:  # upstream: a capacity request must not be negative
+            raise ClaimError(f"{where}.capacity.requests[{cap_name}]: must not be negative, got {value!r}")
     configs = [dict(c) for c in (cspec.get("config") or [])]
     return RequestSpec(
         name=name, parent=parent, class_name=class_name, selectors=tuple(selectors), mode=mode,

@@ -7,12 +7,12 @@ Heavy imports happen inside the handlers so that `gpu-dra --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 
@@ -78,11 +78,10 @@ def register_bench(bench: "argparse._SubParsersAction[argparse.ArgumentParser]")
 
 
 def _controller(args: argparse.Namespace) -> int:
-    import yaml
-
     from driver import log
+    from driver.cliinput import InputFileError, load_yaml
     from driver.scheduler.packing.scoring import ConfigError, PackingConfig, parse_config
-    from driver.controller.kube import Kube, new_client
+    from driver.controller.kube import Kube, controller_pool_size, new_client
     from driver.controller.leader import LeaseConfig
     from driver.controller.metrics import MetricsServer
     from driver.controller.scheduler import Controller, ControllerConfig
@@ -91,31 +90,56 @@ def _controller(args: argparse.Namespace) -> int:
     packing = PackingConfig()
     if args.config:
         try:
-            raw = yaml.safe_load(Path(args.config).read_text())
-            packing = parse_config(raw, f"{args.config}")
-        except OSError as exc:
-            print(f"gpu-dra controller: --config {args.config}: {exc.strerror}", file=sys.stderr)
+            packing = parse_config(load_yaml(args.config, "--config"), f"{args.config}")
+        except InputFileError as exc:
+            print(f"gpu-dra controller: {exc}", file=sys.stderr)
             return 2
-        except (yaml.YAMLError, ConfigError) as exc:
+        except ConfigError as exc:
             print(f"gpu-dra controller: --config {args.config}: {exc}", file=sys.stderr)
             return 2
     if args.binders < 1:
         print("gpu-dra controller: --binders: expected at least 1", file=sys.stderr)
+        return 2
+    if not 0 <= args.metrics_port <= MAX_PORT:
+        print(f"gpu-dra controller: --metrics-port {args.metrics_port}: expected 1..{MAX_PORT}, or 0 to turn "
+              "metrics off", file=sys.stderr)
         return 2
     lease = None
     if args.leader_elect:
         lease = LeaseConfig(name=args.lease_name, namespace=args.lease_namespace, identity=args.identity)
     cfg = ControllerConfig(scheduler_name=args.scheduler_name, packing=packing, binders=args.binders,
                            leader=lease, release=not args.no_release)
-    ctl = Controller(Kube(new_client(args.kubeconfig)), cfg)
+    ctl = Controller(Kube(new_client(args.kubeconfig, pool_size=controller_pool_size(args.binders))), cfg)
     stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     server = None
     if args.metrics_port:
-        server = MetricsServer(ctl.metrics, ctl.healthy, args.metrics_port)
+        try:
+            server = MetricsServer(ctl.metrics, ctl.healthy, args.metrics_port)
+        except OSError as exc:
+            print(f"gpu-dra controller: --metrics-port {args.metrics_port}: {_bind_problem(exc)}; "
+                  "choose another port or 0 to turn metrics off", file=sys.stderr)
+            return 2
     try:
-        ctl.start()
+        try:
+            ctl.start(stop=stop)
+        except TimeoutError as exc:
+            print(f"gpu-dra controller: {exc}", file=sys.stderr)
+            return 1
+        if stop.is_set():
+            # Told to exit before the caches synced: nothing was scheduled, so say so and fail.
+            signum = received[0] if received else signal.SIGTERM
+            name = signal.Signals(signum).name
+            logger.warning("controller_stopped_during_startup", signal=name,
+                           reason="signal received before the caches synced; nothing was scheduled")
+            return 128 + signum
         logger.info("controller_started", scheduler_name=args.scheduler_name, strategy=packing.strategy,
                     leader_elect=args.leader_elect, metrics_port=server.port if server else None)
         stop.wait()
@@ -124,6 +148,18 @@ def _controller(args: argparse.Namespace) -> int:
         if server:
             server.stop()
     return 0
+
+
+MAX_PORT = 65535
+
+
+def _bind_problem(exc: OSError) -> str:
+    """`Address already in use` -> `address already in use` (errno's words, lower-cased)."""
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return (exc.strerror or str(exc)).lower()
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ import yaml
 
 from driver import log
 from driver.scheduler.packing.scoring import PackingConfig
-from driver.controller.kube import CLAIMS, PODS, SLICES, Kube, api_error
+from driver.controller.kube import CLAIMS, PODS, SLICES, Kube, api_error, controller_pool_size
 from driver.controller.scheduler import Controller, ControllerConfig
 from driver.controller.status import Report, build_report, format_table
 
@@ -44,11 +44,9 @@ class ControllerComponent:
     """The allocation controller as a LocalCluster component (start/stop)."""
 
     def __init__(self, cluster: Any, strategy: str, scheduler_name: str = "gpu-dra-scheduler") -> None:
-        self.controller = Controller(
-            Kube(cluster.api_client()),
-            ControllerConfig(scheduler_name=scheduler_name, packing=PackingConfig(strategy=strategy),
-                             backoff_initial=0.1, backoff_max=2.0, max_park=5.0),
-        )
+        cfg = ControllerConfig(scheduler_name=scheduler_name, packing=PackingConfig(strategy=strategy),
+                               backoff_initial=0.1, backoff_max=2.0, max_park=5.0)
+        self.controller = Controller(Kube(cluster.api_client(pool_size=controller_pool_size(cfg.binders))), cfg)
 
     def start(self) -> None:
         self.controller.start()

@@ -41,6 +41,20 @@ STORAGE_CLASSES = Resource("StorageClass", "storage", "list_storage_class", Fals
 PDBS = Resource("PodDisruptionBudget", "policy", "list_pod_disruption_budget_for_all_namespaces", True)
 
 
+# What the controller watches: each informer holds one pooled connection open for its watch.
+WATCHED = (PODS, NODES, SLICES, CLAIMS, CLASSES, TEMPLATES, NAMESPACES, PVCS, PVS, STORAGE_CLASSES, PDBS)
+# Other threads that write at the same time as the binders: the scheduling loop (claim
+# writes, preemption), the releaser, the leader elector, and one spare for callers like a demo.
+OTHER_WRITERS = 4
+
+
+def controller_pool_size(binders: int) -> int:
+    """Connections the controller can use at once: one per watch, one per binder thread, the other
+    writers. A smaller pool makes urllib3 drop the surplus ("Connection pool is full, discarding
+    connection") and reconnect on every request."""
+    return len(WATCHED) + max(binders, 0) + OTHER_WRITERS
+
+
 def new_client(kubeconfig: str | None = None, pool_size: int = 32) -> client.ApiClient:
     """An ApiClient from a kubeconfig file, or in-cluster config when none is given and we run in a pod."""
     cfg = client.Configuration()

@@ -124,17 +124,29 @@ class Controller:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self, lead: bool = True) -> None:
+    def start(self, lead: bool = True, stop: threading.Event | None = None) -> None:
         """Start watching; return once every cache is synced. Without leader election the controller
-        starts scheduling at once, unless `lead=False` (then call `lead()`: benchmarks time from there)."""
+        starts scheduling at once, unless `lead=False` (then call `lead()`: benchmarks time from there).
+
+        `stop`, when given, is watched while the caches sync: once it is set, start() returns at
+        once without starting anything more (the caller then calls stop() as usual). A process
+        told to exit (SIGTERM) while the API server is unreachable must not wait `sync_timeout`."""
         for inf in self.informers:
             inf.start()
         # Templates only sharpen a message ("template not found"); without RBAC for them the
         # controller still works, so they do not hold up the start.
         required = [inf for inf in self.informers if inf not in self.optional]
-        if not wait_all_synced(required, self.cfg.sync_timeout):
-            self.stop()
-            raise TimeoutError(f"controller: caches not synced within {self.cfg.sync_timeout}s (is the API reachable?)")
+        deadline = time.monotonic() + self.cfg.sync_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if stop is not None and stop.is_set():
+                return
+            if wait_all_synced(required, max(0.0, min(left, 0.2) if stop is not None else left)):
+                break
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise TimeoutError(f"controller: caches not synced within {self.cfg.sync_timeout}s "
+                                   "(is the API reachable?)")
         logger.info(
             "controller_synced",
             nodes=len(self.nodes), slices=len(self.slices), claims=len(self.claims), pods=len(self.pods),

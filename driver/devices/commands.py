@@ -44,7 +44,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def run(args: argparse.Namespace) -> int:
     from driver import log
     from driver.devices.inventory import discover
-    from driver.devices.nodeconfig import load_node_config, with_mode
+    from driver.cliinput import load_yaml
+    from driver.devices.nodeconfig import load_node_config, parse_node_config, with_mode
     from driver.devices.slices import build_slices
     from driver.devices.validate import validate_pool
     from driver.nvml import NvmlError, open_backend
@@ -53,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     logger = log.get(__name__)
     node = args.node or os.environ.get("NODE_NAME") or socket.gethostname().split(".")[0].lower()
     try:
-        config = with_mode(load_node_config(args.config), args.mode, args.replicas)
+        # Read here, not by load_node_config, so that a binary or broken file gets the shared one-line error.
+        raw = load_yaml(args.config, "--config") if args.config else None
+        config = with_mode(parse_node_config(raw, f"node config {args.config}") if args.config
+                           else load_node_config(None), args.mode, args.replicas)
         backend = open_backend(args.nvml, node_name=node)
     except (DataError, ValueError) as exc:
         print(f"gpu-dra discover: {exc}", file=sys.stderr)

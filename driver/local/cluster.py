@@ -131,9 +131,17 @@ class LocalCluster:
             self._short_dir = Path(tempfile.mkdtemp(prefix="gdl-", dir="/tmp"))
         return self._short_dir
 
-    def api_client(self) -> client.ApiClient:
-        """A fresh official-client ApiClient for this cluster (closed with the cluster)."""
-        api = config.new_client_from_config(str(self.kubeconfig))
+    def api_client(self, pool_size: int | None = None) -> client.ApiClient:
+        """A fresh official-client ApiClient for this cluster (closed with the cluster).
+
+        `pool_size`: connections kept per host; give it for a component with more concurrent
+        users (watches + writer threads) than the client's default (5 per CPU), or urllib3
+        warns "Connection pool is full" and reconnects for each surplus request."""
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        if pool_size is not None:
+            cfg.connection_pool_maxsize = pool_size
+        api = client.ApiClient(cfg)
         self._clients.append(api)
         return api
 

@@ -23,7 +23,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from driver.dra.quantity import format_quantity, parse_quantity
 from driver.local.validation import is_dns_subdomain, validate_metadata
@@ -172,10 +171,12 @@ def parse_cluster(raw: Any, source: str = "cluster description") -> ClusterSpec:
 def load_cluster(path: str | Path | None = None) -> ClusterSpec:
     """Read a cluster description file (default: the shipped default cluster)."""
     target = Path(path) if path is not None else DEFAULT_CLUSTER
+    from driver.cliinput import BAD_YAML, InputFileError, load_yaml
+
     try:
-        raw = yaml.safe_load(target.read_text())
-    except OSError as exc:
-        raise ClusterFileError(f"cluster description {target}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ClusterFileError(f"cluster description {target}: not valid YAML: {exc}") from None
+        raw = load_yaml(target)
+    except InputFileError as exc:
+        # This file's errors have always said "cannot read" / "not valid YAML".
+        why = f"not valid YAML{exc.position}: {exc.problem}" if exc.kind == BAD_YAML else f"cannot read: {exc.detail}"
+        raise ClusterFileError(f"cluster description {target}: {why}") from None
     return parse_cluster(raw, f"cluster description {target}")

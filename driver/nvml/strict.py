@@ -18,9 +18,12 @@ def load_yaml(path: str | Path, what: str) -> Any:
     """Read a YAML file, turning I/O and syntax errors into DataError naming the file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what} {p}: cannot read: not UTF-8 text (binary?): byte {exc.start} is "
+                        f"0x{exc.object[exc.start]:02x}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -18,11 +18,11 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import yaml
 
+from driver.cliinput import FlagError, InputFileError, load_yaml, load_yaml_all, rfc3339
 from driver.controller.podclaims import ClaimPlan, plan_claims
 
 RESOURCE_API = ("resource.k8s.io/v1", "resource.k8s.io/v1beta2")
@@ -92,17 +92,9 @@ def _documents(path: str) -> Iterator[tuple[str, Any, str]]:
     """(kind, object, apiVersion) for each object of a file; the items of Lists unpacked (a typed
     list such as PodList may leave kind and apiVersion off its items)."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file") from None
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InputError(f"{path}: not YAML/JSON{at}: {getattr(exc, 'problem', None) or exc}") from None
+        docs = load_yaml_all(path)
+    except InputFileError as exc:
+        raise InputError(str(exc)) from None
     for i, doc in enumerate(docs):
         if doc is None:
             continue
@@ -404,10 +396,10 @@ def _packing(args: argparse.Namespace) -> Any:
     packing = PackingConfig()
     if args.config:
         try:
-            packing = parse_config(yaml.safe_load(Path(args.config).read_text()), args.config)
-        except OSError as exc:
-            raise InputError(f"--config {args.config}: {exc.strerror}") from None
-        except (yaml.YAMLError, ConfigError) as exc:
+            packing = parse_config(load_yaml(args.config, "--config"), args.config)
+        except InputFileError as exc:
+            raise InputError(str(exc)) from None
+        except ConfigError as exc:
             raise InputError(f"--config {args.config}: {exc}") from None
     if args.strategy:
         try:
@@ -470,9 +462,10 @@ def run(args: argparse.Namespace) -> int:
     from driver.allocator.usage import UsageError
 
     try:
-        decisions, warnings = dry_run(args.filename, args.pod, _packing(args), args.now, not args.no_preemption,
+        now = rfc3339(args.now, "--now") if args.now is not None else None
+        decisions, warnings = dry_run(args.filename, args.pod, _packing(args), now, not args.no_preemption,
                                       args.scheduler_name)
-    except (InputError, SliceError, UsageError) as exc:
+    except (InputError, FlagError, SliceError, UsageError) as exc:
         print(f"gpu-dra schedule: {exc}", file=sys.stderr)
         return 2
     doc = {"pods": [d.to_dict() for d in decisions], "warnings": warnings}

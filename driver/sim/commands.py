@@ -132,24 +132,30 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     s.set_defaults(func=_simulate)
 
 
-def _load_config(path: str | None):
-    import yaml
+class BadInput(SystemExit):
+    """Bad input to a sim command: the message (one line, naming the file or flag) goes to stderr
+    and the exit status is 2, as for every gpu-dra command; `str()` is the message."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = 2
+        print(f"gpu-dra: {message}", file=sys.stderr)
+
+
+def _load_config(path: str | None):
+    from driver.cliinput import InputFileError, load_yaml
     from driver.scheduler.packing.scoring import ConfigError, PackingConfig, parse_config
 
     if not path:
         return PackingConfig()
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except OSError as exc:
-        raise SystemExit(f"--config {path}: cannot read: {exc.strerror}")
-    except yaml.YAMLError as exc:
-        raise SystemExit(f"--config {path}: not valid YAML: {exc}")
+        raw = load_yaml(path, "--config")
+    except InputFileError as exc:
+        raise BadInput(str(exc)) from None
     try:
         return parse_config(raw, f"--config {path}")
     except ConfigError as exc:
-        raise SystemExit(str(exc))
+        raise BadInput(str(exc)) from None
 
 
 def _progress_bar(label: str):
@@ -181,14 +187,14 @@ def _bench_trace(args: argparse.Namespace) -> int:
             elif name in tr.TRACES:
                 pod_files.append((name, tr.TRACES[name]))
             else:
-                raise SystemExit(f"--trace: unknown trace {name!r}; expected one of {', '.join(tr.TRACES)} or all")
+                raise BadInput(f"--trace: unknown trace {name!r}; expected one of {', '.join(tr.TRACES)} or all")
         for path in args.pods or []:
             pod_files.append((Path(path).stem.replace("openb_pod_list_", ""), Path(path)))
         if not pod_files:
             pod_files = [("default", tr.DEFAULT_PODS)]
         traces = [(name, tr.load_pods(path)) for name, path in pod_files]
     except tr.TraceError as exc:
-        raise SystemExit(str(exc))
+        raise BadInput(str(exc))
     base = _load_config(args.config)
     cluster = rp.build_cluster(nodes)
     results: list[report.SeedResult] = []
@@ -234,7 +240,7 @@ def _bench_mig(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(result.as_json()), flush=True)
     except SimulateError as exc:
-        raise SystemExit(str(exc))
+        raise BadInput(str(exc))
     if not args.json:
         print(migbench.table(results))
     if args.write_workload:
@@ -256,11 +262,11 @@ def _simulate(args: argparse.Namespace) -> int:
         try:
             config = replace(config, strategy=check_strategy(args.strategy, "--strategy"))
         except ConfigError as exc:
-            raise SystemExit(str(exc))
+            raise BadInput(str(exc))
     try:
         outcome = simulate.run(args.cluster, args.workload, config, seed=args.seed)
     except simulate.SimulateError as exc:
-        raise SystemExit(str(exc))
+        raise BadInput(str(exc))
     if args.json:
         print(json.dumps(outcome.as_json(), indent=2))
     else:

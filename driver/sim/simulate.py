@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from driver.allocator.inventory import SliceError, build_inventories
 from driver.scheduler.cycle import ClusterState, Placement, Unschedulable, schedule
@@ -103,12 +102,12 @@ def _taken(node: Any) -> list[int]:
 
 
 def _load_yaml_docs(path: Path) -> list[dict[str, Any]]:
+    from driver.cliinput import InputFileError, load_yaml_all
+
     try:
-        docs = list(yaml.safe_load_all(path.read_text()))
-    except OSError as exc:
-        raise SimulateError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SimulateError(f"{path}: not valid YAML: {exc}") from None
+        docs = load_yaml_all(path)
+    except InputFileError as exc:
+        raise SimulateError(str(exc)) from None
     out: list[dict[str, Any]] = []
     for i, doc in enumerate(docs):
         if doc is None:

@@ -11,6 +11,7 @@ replay exercises the real allocation path rather than a model of it.
 from __future__ import annotations
 
 import csv
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,17 +77,21 @@ def _int(row: dict[str, str], column: str, path: Path, line: int) -> int:
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    from driver.cliinput import InputFileError, read_text
+
     path = Path(path)
     try:
-        handle = path.open(newline="")
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read trace file: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
+        text = read_text(path)
+    except InputFileError as exc:
+        raise TraceError(f"{path}: cannot read trace file: {exc.detail}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise TraceError(f"{path}: missing column(s) {', '.join(missing)}; expected at least {', '.join(required)}")
         return [(i + 2, row) for i, row in enumerate(reader)]
+    except csv.Error as exc:
+        raise TraceError(f"{path}:{reader.line_num + 1}: not a CSV row: {exc}") from None
 
 
 def load_nodes(path: Path | str = DEFAULT_NODES) -> list[TraceNode]:

@@ -17,6 +17,8 @@ Run:ai's `scheduling.run.ai/scheduling-strategy` is accepted too (ours wins when
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
@@ -77,6 +79,8 @@ def check_strategy(value: Any, where: str) -> str:
 def _number(value: Any, where: str, lo: float, hi: float | None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(value):  # YAML's .nan/.inf: NaN passes every comparison below, inf every upper bound
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise ConfigError(f"{where}: expected a number {bound}, got {value}")

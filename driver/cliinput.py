@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-MISSING, UNREADABLE, NOT_TEXT, BAD_YAML = "missing", "unreadable", "not-text", "bad-yaml"
+MISSING, UNREADABLE, NOT_TEXT, BAD_YAML, NOT_OBJECT = "missing", "unreadable", "not-text", "bad-yaml", "not-object"
 
 
 @dataclass(eq=False)
@@ -28,7 +28,7 @@ class InputFileError(ValueError):
     """A file that cannot be used. `str()` is "[WHAT ]PATH: DETAIL", one line."""
 
     path: str
-    kind: str  # MISSING, UNREADABLE, NOT_TEXT or BAD_YAML
+    kind: str  # MISSING, UNREADABLE, NOT_TEXT, BAD_YAML or NOT_OBJECT
     detail: str  # what is wrong, without the path: "No such file or directory", "not UTF-8 text (binary?)"
     what: str = ""  # how the command names the file ("--config"); empty for plain -f files
     line: int | None = None  # 1-based, for BAD_YAML when known
@@ -114,6 +114,21 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]
 
 class FlagError(ValueError):
     """A flag value that cannot be used; the message names the flag."""
+
+
+def load_objects(path: str | Path, what: str = "") -> list[tuple[int, dict[str, Any]]]:
+    """(document index, object) for the non-empty documents of a manifest file (`kubectl get -o
+    yaml`, several `---` documents), each required to be an object: what `-f` of `gpu-dra
+    allocate|schedule` reads."""
+    out = []
+    for i, doc in enumerate(load_yaml_all(path, what)):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise InputFileError(str(path), NOT_OBJECT,
+                                 f"document {i}: expected a Kubernetes object, got {type(doc).__name__}", what)
+        out.append((i, doc))
+    return out
 
 
 def rfc3339(value: str, flag: str) -> str:

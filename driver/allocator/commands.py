@@ -36,17 +36,13 @@ class InputError(ValueError):
 
 
 def _documents(path: str) -> Iterable[dict[str, Any]]:
-    from driver.cliinput import InputFileError, load_yaml_all
+    from driver.cliinput import InputFileError, load_objects
 
     try:
-        docs = load_yaml_all(path)
+        docs = load_objects(path)
     except InputFileError as exc:
         raise InputError(str(exc)) from None
-    for i, doc in enumerate(docs):
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise InputError(f"{path}: document {i}: expected a Kubernetes object, got {type(doc).__name__}")
+    for i, doc in docs:
         if doc.get("kind", "").endswith("List"):
             yield from (item for item in doc.get("items") or [] if isinstance(item, dict))
         else:

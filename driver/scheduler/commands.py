@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from driver.cliinput import FlagError, InputFileError, load_yaml, load_yaml_all, rfc3339
+from driver.cliinput import FlagError, InputFileError, load_yaml, load_objects, rfc3339
 from driver.controller.podclaims import ClaimPlan, plan_claims
 
 RESOURCE_API = ("resource.k8s.io/v1", "resource.k8s.io/v1beta2")
@@ -92,14 +92,10 @@ def _documents(path: str) -> Iterator[tuple[str, Any, str]]:
     """(kind, object, apiVersion) for each object of a file; the items of Lists unpacked (a typed
     list such as PodList may leave kind and apiVersion off its items)."""
     try:
-        docs = load_yaml_all(path)
+        docs = load_objects(path)
     except InputFileError as exc:
         raise InputError(str(exc)) from None
-    for i, doc in enumerate(docs):
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise InputError(f"{path}: document {i}: expected a Kubernetes object, got {type(doc).__name__}")
+    for i, doc in docs:
         kind = str(doc.get("kind") or "")
         if kind.endswith("List") and isinstance(doc.get("items"), list):
             item_kind = kind[:-4] if kind != "List" else ""

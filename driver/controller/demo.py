@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import yaml
 
@@ -160,7 +160,7 @@ def print_outcome(o: Outcome, out: TextIO) -> None:
 
 
 def run_strategy(strategy: str, cluster: str | None = None, timeout: float = 120.0, keep: bool = False,
-                 out: TextIO = sys.stdout) -> Outcome:
+                 out: TextIO = sys.stdout, before_wait: Callable[[Outcome], None] | None = None) -> Outcome:
     """One fresh local cluster with the controller using `strategy`; the workload placed; the outcome.
 
     With `keep`, prints how to reach the cluster and blocks until Ctrl-C before tearing it down.
@@ -178,7 +178,7 @@ def run_strategy(strategy: str, cluster: str | None = None, timeout: float = 120
         report = build_report(kube.list_raw(SLICES)["items"], claims, pods)
         outcome = Outcome(strategy, report, placements(pods, claims, report), pending)
         if keep:
-            print_outcome(outcome, out)
+            (before_wait or (lambda o: print_outcome(o, out)))(outcome)
             out.write(f"\nThe cluster is up. kubeconfig: {lc.kubeconfig}\n"
                       f"  kubectl --kubeconfig {lc.kubeconfig} get pods -n {NAMESPACE} -o wide\n"
                       f"  gpu-dra status --kubeconfig {lc.kubeconfig}\nPress Ctrl-C to stop.\n")
@@ -197,23 +197,37 @@ def run_strategy(strategy: str, cluster: str | None = None, timeout: float = 120
 
 def run_demo(strategies: list[str], keep: bool = False, cluster: str | None = None, timeout: float = 120.0,
              out: TextIO = sys.stdout) -> int:
-    """Run the demo for each strategy; returns 0 when every pod was placed under every strategy."""
+    """Run the demo for each strategy; returns 0 when every pod was placed under every strategy.
+
+    With `keep`, the cluster kept up is the first strategy named (`--strategy binpack,spread --keep`
+    keeps binpack's): it runs last, after the others, so the comparison is printed first."""
     outcomes: list[Outcome] = []
-    for i, strategy in enumerate(strategies):
-        last = i == len(strategies) - 1
+    order = strategies[1:] + strategies[:1] if keep else list(strategies)
+    for i, strategy in enumerate(order):
+        last = i == len(order) - 1
+        def ready(o: Outcome) -> None:  # the kept cluster, before it waits for Ctrl-C
+            print_outcome(o, out)
+            _compare(sorted(outcomes + [o], key=lambda x: strategies.index(x.strategy)), out)
         try:
-            o = run_strategy(strategy, cluster, timeout, keep=keep and last, out=out)
+            o = run_strategy(strategy, cluster, timeout, keep=keep and last, out=out, before_wait=ready)
         except (TimeoutError, RuntimeError) as exc:
             out.write(f"demo ({strategy}) failed: {exc}\n")
             return 1
         outcomes.append(o)
         if not (keep and last):
             print_outcome(o, out)
-    if len(outcomes) > 1:
-        out.write("\n=== comparison ===\n")
-        out.write(f"{'STRATEGY':<14} {'NODES USED':>10} {'GPUS USED':>10} {'USE OF USED GPUS':>17} {'FRAGMENTED':>11}\n")
-        for o in outcomes:
-            s = o.report.summary
-            out.write(f"{o.strategy:<14} {s.nodes_touched:>10} {s.gpus_touched:>10} {s.touched_pct:>16.1f}% "
-                      f"{s.fragmented_gpus:>11.2f}\n")
+    if keep:
+        return 0 if all(not o.pending for o in outcomes) else 1
+    _compare(outcomes, out)
     return 0 if all(not o.pending for o in outcomes) else 1
+
+
+def _compare(outcomes: list[Outcome], out: TextIO) -> None:
+    if len(outcomes) < 2:
+        return
+    out.write("\n=== comparison ===\n")
+    out.write(f"{'STRATEGY':<14} {'NODES USED':>10} {'GPUS USED':>10} {'USE OF USED GPUS':>17} {'FRAGMENTED':>11}\n")
+    for o in outcomes:
+        s = o.report.summary
+        out.write(f"{o.strategy:<14} {s.nodes_touched:>10} {s.gpus_touched:>10} {s.touched_pct:>16.1f}% "
+                  f"{s.fragmented_gpus:>11.2f}\n")

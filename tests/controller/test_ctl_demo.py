@@ -39,3 +39,29 @@ def test_demo_binpack_uses_fewer_gpus_than_spread() -> None:
     assert "PENDING" not in text
     for pod in ("notebook-0", "mig-large", "training", "inference-spread-3", "timesliced-2"):
         assert pod in text
+
+
+def test_keep_keeps_the_first_strategy_named_and_compares_before_waiting(monkeypatch) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from driver.controller import demo
+
+    calls = []
+
+    def fake(strategy, cluster, timeout, keep=False, out=None, before_wait=None):
+        summary = SimpleNamespace(nodes_touched=1, gpus_touched=2 if strategy == "binpack" else 4, touched_pct=50.0,
+                                  fragmented_gpus=0.0)
+        o = SimpleNamespace(strategy=strategy, report=SimpleNamespace(summary=summary), pending=[])
+        calls.append((strategy, keep))
+        if keep and before_wait:
+            before_wait(o)
+        return o
+
+    monkeypatch.setattr(demo, "run_strategy", fake)
+    monkeypatch.setattr(demo, "print_outcome", lambda o, out: out.write(f"outcome {o.strategy}\n"))
+    out = io.StringIO()
+    assert demo.run_demo(["binpack", "spread"], keep=True, out=out) == 0
+    assert calls == [("spread", False), ("binpack", True)]  # binpack (named first) is the one kept up
+    text = out.getvalue()
+    assert "=== comparison ===" in text and text.index("binpack  ") < text.index("spread  ")

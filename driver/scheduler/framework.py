@@ -68,14 +68,3 @@ def default_normalize(scores: dict[str, float], reverse: bool = False) -> dict[s
         return {n: (100.0 if reverse else 0.0) for n in scores}
     out = {n: 100.0 * s / top for n, s in scores.items()}
     return {n: 100.0 - s for n, s in out.items()} if reverse else out
-
-
-def min_max_normalize(scores: dict[str, float]) -> dict[str, float]:
-    """Scale so that the lowest raw score is 0 and the highest 100 (InterPodAffinity's rule:
-    raw scores may be negative). All equal: all 0."""
-    if not scores:
-        return {}
-    lo, hi = min(scores.values()), max(scores.values())
-    if hi == lo:
-        return {n: 0.0 for n in scores}
-    return {n: 100.0 * (s - lo) / (hi - lo) for n, s in scores.items()}

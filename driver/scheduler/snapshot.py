@@ -3,11 +3,11 @@
 kube-scheduler answers "how many pods matching this selector run in each topology domain?" by
 walking every pod of every node in PreFilter. We keep indexes instead, updated as pods are
 assumed, bound and leave: pods by (namespace, label key, value) and by (namespace, label key),
-pods by node, the few pods that carry required anti-affinity (existing pods' anti-affinity is
-applied symmetrically to every incoming pod) and those carrying any affinity term (their
-preferences score the incoming pod). A selector is answered from its most selective positive
-requirement (`labels.Selector.hint`), then checked in full; only a selector with no positive
-requirement walks the namespace.
+pods by node, existing pods' affinity terms by what they select (their anti-affinity applies
+symmetrically to every incoming pod, their preferences score it: `terms_selecting`), and standing
+per-node counts for the selectors constraints keep asking about (`node_counts`). A selector is
+answered from its most selective positive requirement (`labels.Selector.hint`), then checked in
+full; only a selector with no positive requirement walks the namespace.
 
 Nodes by topology label (`TopologyIndex`) give the domains of a key without walking the nodes.
 """
@@ -30,7 +30,6 @@ class PodIndex:
         self.by_namespace: dict[str, set[str]] = {}
         self._by_label: dict[tuple[str, str, str], set[str]] = {}
         self._by_key: dict[tuple[str, str], set[str]] = {}
-        self.with_required_anti: dict[str, PodInfo] = {}
         self.with_terms: dict[str, PodInfo] = {}
         self.namespace_labels: dict[str, dict[str, str]] = {}
         # Existing pods' affinity terms by what they select (their selector's hint): the terms that
@@ -42,7 +41,6 @@ class PodIndex:
         # anti-affinity or spread selector): matching pods per node, kept current as pods come and
         # go, so a pod's prefilter reads topology-pair counts instead of recounting its peers.
         self._watches: dict[tuple, _Watch] = {}
-        self.version = 0  # bumped on every change: lets callers cache per snapshot version
 
     def __len__(self) -> int:
         return len(self.pods)
@@ -65,15 +63,12 @@ class PodIndex:
         for k, v in pod.labels.items():
             self._by_label.setdefault((pod.namespace, k, v), set()).add(pod.uid)
             self._by_key.setdefault((pod.namespace, k), set()).add(pod.uid)
-        if pod.required_anti_affinity:
-            self.with_required_anti[pod.uid] = pod
         if pod.has_affinity_terms:
             self.with_terms[pod.uid] = pod
             for ref, term in _term_refs(pod):
                 self._index_term(ref, term, add=True)
         for w in self._watches.values():
             w.add(pod, self.namespace_labels)
-        self.version += 1
 
     def remove(self, uid: str) -> PodInfo | None:
         pod = self.pods.pop(uid, None)
@@ -88,13 +83,11 @@ class PodIndex:
         for k, v in pod.labels.items():
             _discard(self._by_label, (pod.namespace, k, v), uid)
             _discard(self._by_key, (pod.namespace, k), uid)
-        self.with_required_anti.pop(uid, None)
         if self.with_terms.pop(uid, None) is not None:
             for ref, term in _term_refs(pod):
                 self._index_term(ref, term, add=False)
         for w in self._watches.values():
             w.remove(pod)
-        self.version += 1
         return pod
 
     def node_counts(self, selector: sel.Selector, namespaces: frozenset[str],
@@ -157,7 +150,6 @@ class PodIndex:
             self.namespace_labels.pop(name, None)
         else:
             self.namespace_labels[name] = dict(labels)
-        self.version += 1
 
     def _namespaces(self, term_namespaces: frozenset[str], ns_selector: sel.Selector | None) -> Iterable[str]:
         if ns_selector is None:

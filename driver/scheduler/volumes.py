@@ -19,7 +19,6 @@ class VolumeIndex:
         self.pvcs: dict[str, Mapping[str, Any]] = {}
         self.pvs: dict[str, Mapping[str, Any]] = {}
         self.storage_classes: dict[str, Mapping[str, Any]] = {}
-        self.version = 0  # bumped on every change
 
     @staticmethod
     def _set(into: dict[str, Mapping[str, Any]], kind: str, name: str, obj: Mapping[str, Any] | None) -> None:
@@ -37,15 +36,12 @@ class VolumeIndex:
         if not isinstance(key, str) or key.count("/") != 1 or key.startswith("/") or key.endswith("/"):
             raise ValueError(f"persistentvolumeclaim: expected a 'namespace/name' key, got {key!r}")
         self._set(self.pvcs, "persistentvolumeclaim", key, obj)
-        self.version += 1
 
     def set_pv(self, name: str, obj: Mapping[str, Any] | None) -> None:
         self._set(self.pvs, "persistentvolume", name, obj)
-        self.version += 1
 
     def set_storage_class(self, name: str, obj: Mapping[str, Any] | None) -> None:
         self._set(self.storage_classes, "storageclass", name, obj)
-        self.version += 1
 
     def pvc(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.pvcs.get(f"{namespace}/{name}")

@@ -218,7 +218,7 @@ def test_volume_index_set_and_forget() -> None:
     index.set_pvc("ns/a", {"metadata": {"name": "a"}})
     index.set_pv("pv", {"metadata": {"name": "pv"}})
     index.set_storage_class("sc", {"metadata": {"name": "sc"}})
-    assert index.pvc("ns", "a") and index.pv("pv") and index.storage_class("sc") and index.version == 3
+    assert index.pvc("ns", "a") and index.pv("pv") and index.storage_class("sc")
     index.set_pvc("ns/a", None)
     index.set_pv("pv", None)
     index.set_storage_class("sc", None)

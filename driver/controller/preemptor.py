@@ -15,7 +15,8 @@ from typing import Callable
 from driver import log
 from driver.controller import kube as k
 from driver.controller.metrics import Metrics
-from driver.controller.view import ClusterView, pod_claim_keys
+from driver.controller.objects import pod_claim_keys
+from driver.controller.view import ClusterView
 from driver.controller.writer import WriteError, Writer
 from driver.scheduler.cycle import Unschedulable
 from driver.scheduler.preemption import NotPreempting, preempt

@@ -27,7 +27,7 @@ from driver import log
 from driver.controller import kube as k
 from driver.controller.informers import Informer
 from driver.controller.queue import WorkQueue, serve
-from driver.controller.view import pod_is_done
+from driver.controller.objects import pod_is_done
 from driver.controller.writer import FINALIZER, WriteError, Writer
 
 logger = log.get(__name__)

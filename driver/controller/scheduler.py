@@ -42,7 +42,8 @@ from driver.controller.podclaims import plan_claims, resolve_claims
 from driver.controller.queue import Backoff, WorkQueue, serve
 from driver.controller.releaser import Releaser
 from driver.controller.status import build_report
-from driver.controller.view import ClusterView, pod_claim_keys, pod_is_done, rv_newer
+from driver.controller.objects import pod_claim_keys, pod_is_done, rv_newer
+from driver.controller.view import ClusterView
 from driver.controller.writer import WriteError, Writer, Written
 
 logger = log.get(__name__)

@@ -30,6 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from driver import log
+from driver.controller.objects import (
+    allocation_node, allocation_signature, node_fields, node_labels, pod_claim_keys, pod_index_fields, pod_is_done,
+    pod_resources, pool_of, pools_of, rv_newer,
+)
 from driver.scheduler.labels import SelectorError
 from driver.scheduler.plugins import noderesources as nodefit
 from driver.scheduler.podinfo import PodInfo, pod_info
@@ -39,42 +43,6 @@ from driver.scheduler.packing.scoring import PackingConfig
 from driver.allocator.usage import UsageError, picks_from_allocation
 
 logger = log.get(__name__)
-
-
-def allocation_signature(allocation: Mapping[str, Any] | None) -> tuple:
-    """What identifies an allocation (devices and shares), ignoring timestamps and formatting."""
-    if not allocation:
-        return ()
-    out = []
-    for r in ((allocation.get("devices") or {}).get("results")) or []:
-        consumed = tuple(sorted((r.get("consumedCapacity") or {}).items()))
-        out.append((r.get("request"), r.get("driver"), r.get("pool"), r.get("device"), r.get("shareID"), consumed))
-    return tuple(sorted(out, key=repr))
-
-
-def allocation_node(allocation: Mapping[str, Any] | None) -> str | None:
-    """The node an allocation is bound to: its nodeSelector's metadata.name / hostname, else None."""
-    if not allocation:
-        return None
-    for term in ((allocation.get("nodeSelector") or {}).get("nodeSelectorTerms")) or []:
-        for expr in (term.get("matchFields") or []) + (term.get("matchExpressions") or []):
-            if expr.get("key") in ("metadata.name", "kubernetes.io/hostname") and expr.get("operator") == "In":
-                values = expr.get("values") or []
-                if len(values) == 1:
-                    return str(values[0])
-    return None
-
-
-def rv_newer(a: str | None, b: str | None) -> bool:
-    """resourceVersion a is newer than b (they are opaque, but integers on etcd and our server)."""
-    try:
-        return int(a or 0) > int(b or 0)
-    except ValueError:
-        return a != b
-
-
-def pod_is_done(pod: Mapping[str, Any]) -> bool:
-    return ((pod.get("status") or {}).get("phase")) in ("Succeeded", "Failed")
 
 
 @dataclass
@@ -143,9 +111,9 @@ class ClusterView:
             name = new["metadata"]["name"]
             before = self.nodes.get(name)
             self.nodes[name] = new
-            if before is not None and _node_fields(before) == _node_fields(new):
+            if before is not None and node_fields(before) == node_fields(new):
                 return False  # status heartbeats etc.: nothing the scheduler uses changed
-            if before is not None and _labels(before) != _labels(new):
+            if before is not None and node_labels(before) != node_labels(new):
                 self.inventories.pop(name, None)  # nodeSelector pools may now (not) match
             self._rebuild(name)
             return True
@@ -175,20 +143,20 @@ class ClusterView:
         nodes any slice of its pool reaches, before or after, and re-account the claims that use
         the pool (a device may have been withdrawn, or appeared for an allocation seen earlier)."""
         old = self.shared_slices.get(name)
-        pools = {_pool_of(s) for s in (old, new) if s is not None}
-        labels = {n: _labels(obj) for n, obj in self.nodes.items()}
+        pools = {pool_of(s) for s in (old, new) if s is not None}
+        labels = {n: node_labels(obj) for n, obj in self.nodes.items()}
         affected: set[str] = set()
         for s in self.shared_slices.values():
-            if _pool_of(s) in pools:
+            if pool_of(s) in pools:
                 affected |= slice_nodes(s, labels)
         if new is None:
             self.shared_slices.pop(name, None)
         else:
             self.shared_slices[name] = new
         for s in self.shared_slices.values():
-            if _pool_of(s) in pools:
+            if pool_of(s) in pools:
                 affected |= slice_nodes(s, labels)
-        users = [(uid, acct) for uid, acct in self.claims.items() if pools & _pools_of(acct.obj)]
+        users = [(uid, acct) for uid, acct in self.claims.items() if pools & pools_of(acct.obj)]
         for _, acct in users:
             self._uncount_shared(acct)
         self._reparse_shared()
@@ -204,7 +172,7 @@ class ClusterView:
         parsed is left out (and logged) rather than taking every other pool with it."""
         by_pool: dict[tuple[str, str], list[dict]] = {}
         for s in self.shared_slices.values():
-            by_pool.setdefault(_pool_of(s), []).append(s)
+            by_pool.setdefault(pool_of(s), []).append(s)
         usable: list[dict] = []
         for pool, slices in sorted(by_pool.items()):
             try:
@@ -256,11 +224,11 @@ class ClusterView:
             acct = self.pods.get(uid)
             if acct is not None and acct.node == node:
                 if new is not None:
-                    if _pod_resources(new) != _pod_resources(acct.obj):  # resized in place: count it anew
+                    if pod_resources(new) != pod_resources(acct.obj):  # resized in place: count it anew
                         self._uncount(self._pop("pod", uid))
                         self._count_pod(uid, node, new)  # type: ignore[arg-type]
                         return
-                    changed = _pod_index_fields(new) != _pod_index_fields(acct.obj)
+                    changed = pod_index_fields(new) != pod_index_fields(acct.obj)
                     acct.obj = new
                     info = self.state.pods.get(uid)
                     if changed or info is None:  # labels or termination: what the inter-pod constraints see
@@ -531,7 +499,7 @@ class ClusterView:
         if inventory is None:
             try:
                 slices = list(self.slices.get(name, {}).values()) + self.shared_usable
-                inventory = build_inventories(slices, {name: _labels(node)}).get(name) or NodeInventory(name)
+                inventory = build_inventories(slices, {name: node_labels(node)}).get(name) or NodeInventory(name)
                 self.inventories[name] = inventory
             except SliceError as exc:
                 logger.error("bad_slice", node=name, error=str(exc))
@@ -551,56 +519,3 @@ class ClusterView:
                 acct = self.pods[uid]
                 acct.placement = None
                 self._place_pod(acct)
-
-
-def _labels(node: Mapping[str, Any]) -> dict[str, str]:
-    return dict((node.get("metadata") or {}).get("labels") or {})
-
-
-def _pool_of(obj: Mapping[str, Any]) -> tuple[str, str]:
-    """(driver, pool name) of a slice; a slice without a pool name stands alone (it cannot parse)."""
-    spec = obj.get("spec") or {}
-    pool = (spec.get("pool") or {}).get("name") or (obj.get("metadata") or {}).get("name", "")
-    return str(spec.get("driver") or ""), str(pool)
-
-
-def _pools_of(allocation: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """(driver, pool) of every device an allocation names."""
-    return {(str(r.get("driver", "")), str(r.get("pool", "")))
-            for r in ((allocation.get("devices") or {}).get("results")) or []}
-
-
-def pod_claim_keys(pod: Mapping[str, Any]) -> list[str]:
-    """"namespace/name" of every ResourceClaim a pod uses: its resourceClaimStatuses, the claims it
-    names, and its DRA extended-resource claim."""
-    ns = (pod.get("metadata") or {}).get("namespace", "")
-    status = pod.get("status") or {}
-    names = [s.get("resourceClaimName") for s in status.get("resourceClaimStatuses") or []]
-    names += [c.get("resourceClaimName") for c in (pod.get("spec") or {}).get("resourceClaims") or []]
-    names.append((status.get("extendedResourceClaimStatus") or {}).get("resourceClaimName"))
-    return list(dict.fromkeys(f"{ns}/{n}" for n in names if n))
-
-
-def _pod_resources(pod: Mapping[str, Any]) -> str:
-    """What a pod reserves, as written (in-place resize changes it on a running pod)."""
-    spec = pod.get("spec") or {}
-    parts = [(c.get("name"), c.get("resources")) for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
-    return repr((parts, spec.get("overhead"), spec.get("resources")))
-
-
-def _pod_index_fields(pod: Mapping[str, Any]) -> tuple:
-    meta = pod.get("metadata") or {}
-    return repr(sorted((meta.get("labels") or {}).items())), bool(meta.get("deletionTimestamp"))
-
-
-def _node_fields(node: dict) -> tuple:
-    """The parts of a Node the scheduler uses (a heartbeat must not trigger a rebuild)."""
-    meta = node.get("metadata") or {}
-    status = node.get("status") or {}
-    spec = node.get("spec") or {}
-    return (
-        repr(sorted((meta.get("labels") or {}).items())),
-        repr(status.get("allocatable") or status.get("capacity")),
-        repr(spec.get("taints")),
-        bool(spec.get("unschedulable")),
-    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ctl_helpers import CLASSES, gpu_devices, node, resource_slice
 
 from driver.allocator.allocate import node_name_selector
-from driver.controller.view import ClusterView, allocation_node, allocation_signature
+from driver.controller.objects import allocation_node, allocation_signature
+from driver.controller.view import ClusterView
 
 
 def make() -> ClusterView:

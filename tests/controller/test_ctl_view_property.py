@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from driver.scheduler.cycle import Unschedulable, schedule
 from driver.scheduler.packing.scoring import PackingConfig
-from driver.controller.view import ClusterView, allocation_signature
+from driver.controller.objects import allocation_signature
+from driver.controller.view import ClusterView
 from driver.dra.quantity import parse_quantity
 
 CLAIMS = 8

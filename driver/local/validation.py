@@ -23,7 +23,7 @@ from driver.devices.apinames import (
 from driver.devices.validate import validate_slice
 
 __all__ = ["Causes", "show", "is_dns_label", "is_dns_subdomain", "validate_metadata", "validate_claim_spec", "validate_dra",
-           "unknown_fields"]
+           "unknown_fields", "validate_device_class"]
 
 Causes = list[tuple[str, str]]
 _FIELD_PATH = re.compile(r"^[A-Za-z]\S*$")
@@ -295,16 +295,108 @@ def validate_dra(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> 
             causes.append(("spec", "Invalid value: field is immutable"))
         return causes
     if kind == "DeviceClass":
-        spec = obj.get("spec") or {}
-        if not isinstance(spec, dict):
-            return [("spec", "Invalid value: expected an object")]
-        causes = _selectors("spec.selectors", spec.get("selectors")) + _configs("spec.config", spec.get("config"), None)
-        ext = spec.get("extendedResourceName")
-        why = label_key_error(ext) if ext is not None else None
-        if why:
-            causes.append(("spec.extendedResourceName", f"Invalid value: {ext!r}: {why}"))
-        return causes
+        return validate_device_class(obj)
     return []
+
+
+# --- DeviceClass ------------------------------------------------------------------------------
+# DeviceClassSpec is small and closed (selectors, config, extendedResourceName), and a class that
+# carries a field it does not have is a class that silently does not do what its author meant (a
+# `driver:` or `parameters:` copied from a device-plugin era guide selects every device and applies
+# no config). So every unknown field of a class is a cause of the same 422 as the semantic errors,
+# all at once, and the usual mistakes say what to write instead.
+
+OUR_DRIVER = "gpu.nvidia.com"
+CONFIG_API_VERSION = "resource.nvidia.com/v1beta1"
+_CLASS_SPEC = ("selectors", "config", "extendedResourceName")
+_SELECTOR_KEYS = ("cel",)
+_CEL_KEYS = ("expression",)
+_CONFIG_KEYS = ("opaque",)
+_OPAQUE_KEYS = ("driver", "parameters")
+_SPEC_HINTS = {
+    "driver": (f"DeviceClass has no driver field; select the driver with spec.selectors: "
+               f"[{{cel: {{expression: \"device.driver == '{OUR_DRIVER}'\"}}}}] "
+               f"(the driver is {OUR_DRIVER}, not nvidia.com/gpu)"),
+    "parameters": (f"DeviceClass has no parameters field; use spec.config: [{{opaque: {{driver: {OUR_DRIVER}, "
+                   f"parameters: {{apiVersion: {CONFIG_API_VERSION}, kind: GpuConfig, "
+                   f"sharing: {{strategy: TimeSlicing, ...}}}}}}}}]; time-slice replicas come from the node's "
+                   f"sharing mode and the class replica.{OUR_DRIVER}, not from a class parameter"),
+}
+
+
+def _unknown(path: str, obj: dict[str, Any], known: tuple[str, ...], what: str,
+             hints: dict[str, str] | None = None) -> Causes:
+    causes: Causes = []
+    for key in obj:
+        if key in known:
+            continue
+        hint = (hints or {}).get(key) or f"{what} has only {', '.join(known)}"
+        causes.append((f"{path}.{key}", f"unknown field {show(f'{path}.{key}')}: {hint}"))
+    return causes
+
+
+def _class_shapes(spec: dict[str, Any]) -> Causes:
+    """Unknown fields anywhere in a DeviceClassSpec (opaque parameters are free-form, not checked)."""
+    causes = _unknown("spec", spec, _CLASS_SPEC, "DeviceClass.spec", _SPEC_HINTS)
+    selectors = spec.get("selectors")
+    for i, sel in enumerate(selectors if isinstance(selectors, list) else []):
+        if not isinstance(sel, dict):
+            continue
+        hints = {"expression": "a selector is {cel: {expression: ...}}"} if "cel" not in sel else None
+        causes += _unknown(f"spec.selectors[{i}]", sel, _SELECTOR_KEYS, "a selector", hints)
+        if isinstance(sel.get("cel"), dict):
+            causes += _unknown(f"spec.selectors[{i}].cel", sel["cel"], _CEL_KEYS, "cel")
+    configs = spec.get("config")
+    for i, cfg in enumerate(configs if isinstance(configs, list) else []):
+        if not isinstance(cfg, dict):
+            continue
+        cpath = f"spec.config[{i}]"
+        hints = {"requests": "a DeviceClass config applies to every request of the class; "
+                             "`requests` belongs to a ResourceClaim's config"}
+        if "opaque" not in cfg:
+            hints.update({k: "a config is {opaque: {driver: ..., parameters: ...}}" for k in _OPAQUE_KEYS})
+        causes += _unknown(cpath, cfg, _CONFIG_KEYS, "a config", hints)
+        if isinstance(cfg.get("opaque"), dict):
+            causes += _unknown(f"{cpath}.opaque", cfg["opaque"], _OPAQUE_KEYS, "opaque")
+    return causes
+
+
+def _our_config_kinds(configs: Any) -> Causes:
+    """Opaque parameters for this driver must say which config they are (the driver decodes by kind)."""
+    causes: Causes = []
+    for i, cfg in enumerate(configs if isinstance(configs, list) else []):
+        opaque = cfg.get("opaque") if isinstance(cfg, dict) else None
+        if not isinstance(opaque, dict):
+            continue
+        driver, params = opaque.get("driver"), opaque.get("parameters")
+        ppath = f"spec.config[{i}].opaque"
+        if driver == "nvidia.com/gpu":
+            causes.append((f"{ppath}.driver", f"Invalid value: {show(driver)}: the driver is {OUR_DRIVER}, "
+                                              "not nvidia.com/gpu (that is the device plugin's resource name)"))
+        if driver != OUR_DRIVER or not isinstance(params, dict):
+            continue
+        missing = [k for k in ("apiVersion", "kind") if not params.get(k)]
+        if missing:
+            causes.append((f"{ppath}.parameters", f"Required value: {' and '.join(missing)}: the parameters of "
+                                                  f"{OUR_DRIVER} are a typed config, e.g. apiVersion: "
+                                                  f"{CONFIG_API_VERSION}, kind: GpuConfig"))
+    return causes
+
+
+def validate_device_class(obj: dict[str, Any]) -> Causes:
+    """Every cause a DeviceClass is refused for: unknown fields (with the fix for the usual ones),
+    selectors that do not compile, malformed configs and extended resource names."""
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        return [("spec", "Invalid value: expected an object")]
+    causes = _class_shapes(spec)
+    causes += _selectors("spec.selectors", spec.get("selectors")) + _configs("spec.config", spec.get("config"), None)
+    causes += _our_config_kinds(spec.get("config"))
+    ext = spec.get("extendedResourceName")
+    why = label_key_error(ext) if ext is not None else None
+    if why:
+        causes.append(("spec.extendedResourceName", f"Invalid value: {ext!r}: {why}"))
+    return causes
 
 
 # --- field validation (unknown fields) --------------------------------------------------------

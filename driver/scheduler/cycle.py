@@ -27,6 +27,7 @@ from driver.scheduler.packing.scoring import ConfigError, Evaluation, PackingCon
 from driver.scheduler.plugins import noderesources as nodefit
 from driver.scheduler.plugins import extendedresources as ext
 from driver.scheduler.plugins import registry
+from driver.scheduler.plugins.tainttoleration import untolerated
 from driver.scheduler.podinfo import pod_info
 from driver.scheduler.state import ClusterState, Group, NodeState, Placement
 
@@ -240,7 +241,7 @@ def schedule(pod: Mapping[str, Any], claims: list[Mapping[str, Any]], state: Clu
             tk = (group.taints, group.unschedulable)
             ok = taint_ok.get(tk)
             if ok is None:
-                ok = taint_ok[tk] = nodefit.untolerated(pod, group.taints, group.unschedulable) is None
+                ok = taint_ok[tk] = untolerated(pod, group.taints, group.unschedulable) is None
             if not ok:
                 continue
         for node in list(group.nodes.values()):
@@ -289,7 +290,7 @@ def _node_by_node(ctx: CycleContext, state: ClusterState, filters: list[Checks],
         node = state.nodes[name]
         if name in tried or (only is not None and name not in only):
             continue
-        if nodefit.untolerated(ctx.pod, node.taints, node.unschedulable) is not None:
+        if untolerated(ctx.pod, node.taints, node.unschedulable) is not None:
             continue
         group = state.groups.get(node.group)
         if group is None or _resource_reason(group, requests) is not None:
@@ -343,7 +344,7 @@ def _rejections(ctx: CycleContext, state: ClusterState, filters: list[Checks], p
         nodes = [n for n in group.nodes.values() if only is None or n.name in only]
         if not nodes:
             continue
-        why = nodefit.untolerated(pod, group.taints, group.unschedulable)
+        why = untolerated(pod, group.taints, group.unschedulable)
         named = (pod.get("spec") or {}).get("nodeName")
         if why and named:  # NodeName runs before the cordon and taint filters
             for n in nodes:
@@ -351,7 +352,7 @@ def _rejections(ctx: CycleContext, state: ClusterState, filters: list[Checks], p
                     out[n.name] = Rejection("NodeName", "node(s) didn't match the requested node name", True)
             nodes = [n for n in nodes if n.name == named]
         if why:
-            cordoned = group.unschedulable and nodefit.untolerated(pod, (), True) is not None
+            cordoned = group.unschedulable and untolerated(pod, (), True) is not None
             plugin = "NodeUnschedulable" if cordoned else "TaintToleration"
             for n in nodes:
                 out[n.name] = Rejection(plugin, why, unresolvable=True)

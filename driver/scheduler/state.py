@@ -25,7 +25,7 @@ from driver.allocator.usage import NodeUsage, Pick, UsageError
 from driver.scheduler.packing import adapter, physical
 from driver.scheduler.packing.scoring import Evaluation, NodeClass, PackingConfig, Scorer, Shape
 from driver.scheduler.plugins import noderesources as nodefit
-from driver.scheduler.plugins.tainttoleration import TaintIndex
+from driver.scheduler.plugins.tainttoleration import TaintIndex, node_taints
 from driver.scheduler.sharedpool import SharedPools
 from driver.scheduler.snapshot import PodIndex, TopologyIndex
 from driver.scheduler.volumes import VolumeIndex
@@ -151,7 +151,7 @@ class ClusterState:
             self.remove_node(name)
         inventory = inventory or NodeInventory(name)
         alloc = nodefit.node_allocatable(node)
-        taints = nodefit.node_taints(node)
+        taints = node_taints(node)
         unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
         # PreferNoSchedule taints too: then every node of a group scores alike under TaintToleration
         # and the cycle can score one node per group (see cycle.GROUP_INVARIANT_SCORES).

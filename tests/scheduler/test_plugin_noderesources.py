@@ -267,14 +267,3 @@ def test_non_scalar_names_are_ignored() -> None:
 def test_bad_quantities_name_the_field(p: dict, field: str) -> None:
     with pytest.raises(nr.PodSpecError, match=field.replace(".", r"\.").replace("[", r"\[")):
         nr.pod_requests(p)
-
-
-def test_moved_functions_are_still_importable_from_noderesources() -> None:
-    from driver.scheduler.plugins import nodeaffinity, tainttoleration
-    from driver.scheduler.plugins.noderesources import (UNSCHEDULABLE_TAINT, label_requirements, labels_match,
-                                                        node_taints, tolerates, untolerated)
-    assert untolerated is tainttoleration.untolerated and tolerates is tainttoleration.tolerates
-    assert node_taints is tainttoleration.node_taints and UNSCHEDULABLE_TAINT == "node.kubernetes.io/unschedulable"
-    assert labels_match is nodeaffinity.labels_match and label_requirements is nodeaffinity.label_requirements
-    with pytest.raises(AttributeError):
-        nr.no_such_name  # noqa: B018

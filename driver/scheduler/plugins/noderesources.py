@@ -15,10 +15,6 @@ here, with the API's rules (component-helpers `PodRequests`):
 cpu, memory and pod count are checked by the cycle's equivalence groups (`insufficient` gives
 it upstream's words); `prefilter` checks the rest — ephemeral-storage and scalar resources —
 against the pods already on the node, and only for pods that request them.
-
-The taint and label functions other modules still import from here live in tainttoleration.py
-and nodeaffinity.py; they are re-exported lazily (module `__getattr__`) because those modules
-import the framework, which imports podinfo, which imports this module.
 """
 
 from __future__ import annotations
@@ -33,34 +29,13 @@ from driver.dra.quantity import QuantityError, parse_quantity
 
 if TYPE_CHECKING:
     from driver.scheduler.framework import Checks, CycleContext, Rejection
-    from driver.scheduler.plugins.nodeaffinity import label_requirements, labels_match
-    from driver.scheduler.plugins.tainttoleration import UNSCHEDULABLE_TAINT, node_taints, tolerates, untolerated
 
 __all__ = ["PLUGIN", "PodSpecError", "Resources", "insufficient", "is_scalar_resource", "is_sidecar", "node_allocatable",
-           "pod_requests", "prefilter", "request_list", "used_on_node",
-           # moved, re-exported (see the module docstring)
-           "UNSCHEDULABLE_TAINT", "label_requirements", "labels_match", "node_taints", "tolerates", "untolerated"]
+           "pod_requests", "prefilter", "request_list", "used_on_node"]
 
 PLUGIN = "NodeResourcesFit"
 DEFAULT_PODS = 110  # a node that states no pod capacity: the kubelet's default max-pods
 POD_LEVEL = ("cpu", "memory")  # plus hugepages-*: what spec.resources may set (PodLevelResources)
-
-_REEXPORTS = {
-    "UNSCHEDULABLE_TAINT": "tainttoleration", "node_taints": "tainttoleration", "tolerates": "tainttoleration",
-    "untolerated": "tainttoleration", "label_requirements": "nodeaffinity", "labels_match": "nodeaffinity",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """The moved taint / label names, imported on first use (see the module docstring)."""
-    module = _REEXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(f"driver.scheduler.plugins.{module}"), name)
-    globals()[name] = value
-    return value
-
 
 class PodSpecError(ValueError):
     """A pod or node whose resource fields cannot be read; the message names the field."""

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from driver.scheduler import labels as sel
 from driver.scheduler.framework import Checks, CycleContext, Rejection
-from driver.scheduler.plugins import noderesources
+from driver.scheduler.plugins.nodeaffinity import label_requirements, labels_match
+from driver.scheduler.plugins.tainttoleration import untolerated
 from driver.scheduler.podinfo import PodInfo
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class _Inclusion:
 
     def __init__(self, pod: Mapping[str, Any]) -> None:
         self.pod = pod
-        self.node_selector, self.affinity = noderesources.label_requirements(pod)
+        self.node_selector, self.affinity = label_requirements(pod)
         self.trivial_affinity = not self.node_selector and self.affinity is None
         self._affinity: dict[str, bool] = {}
         self._taints: dict[str, bool] = {}
@@ -212,7 +213,7 @@ class _Inclusion:
             return True
         ok = self._affinity.get(node.name)
         if ok is None:
-            ok = self._affinity[node.name] = noderesources.labels_match(
+            ok = self._affinity[node.name] = labels_match(
                 self.node_selector, self.affinity, node.name, node.labels)
         return ok
 
@@ -221,7 +222,7 @@ class _Inclusion:
             return True
         ok = self._taints.get(node.name)
         if ok is None:
-            ok = self._taints[node.name] = noderesources.untolerated(self.pod, node.taints, False) is None
+            ok = self._taints[node.name] = untolerated(self.pod, node.taints, False) is None
         return ok
 
     def includes(self, c: Constraint, node: "NodeState") -> bool:

@@ -19,6 +19,7 @@ from kubernetes import client
 
 from driver import log
 from driver.dra.quantity import parse_quantity
+from driver.scheduler.plugins.noderesources import request_list
 from driver.local.controllerloop import ControllerLoop
 from driver.local.events import post_event
 from driver.local.informer import Informer
@@ -34,15 +35,10 @@ def _raw(resp: Any) -> dict[str, Any]:
 
 
 def pod_requests(pod: dict[str, Any]) -> dict[str, Fraction]:
-    """cpu and memory requested by a pod's containers (limits stand in for missing requests)."""
-    total = {"cpu": Fraction(0), "memory": Fraction(0)}
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        res = c.get("resources") or {}
-        for name in total:
-            value = (res.get("requests") or {}).get(name, (res.get("limits") or {}).get(name))
-            if value is not None:
-                total[name] += parse_quantity(value, f"{name} request")
-    return total
+    """cpu and memory the pod requests, exact: the scheduler's own rule (init and sidecar containers,
+    overhead, limits standing in for missing requests; raises PodSpecError naming the field)."""
+    amounts = request_list(pod)
+    return {"cpu": amounts.get("cpu", Fraction(0)), "memory": amounts.get("memory", Fraction(0))}
 
 
 class DefaultScheduler:

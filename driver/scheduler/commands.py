@@ -35,8 +35,6 @@ KINDS: dict[str, tuple[str, ...]] = {  # kind -> accepted apiVersions
 }
 NAMESPACED = {"Pod", "ResourceClaim", "ResourceClaimTemplate", "PodDisruptionBudget", "PersistentVolumeClaim"}
 VOLUMES = {"PersistentVolumeClaim": "pvc", "PersistentVolume": "pv", "StorageClass": "storageclass"}
-# Created by every API server at start (pkg/apis/scheduling: SystemPriorityClasses).
-SYSTEM_PRIORITY = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
 POD_CLAIM_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
 
 USAGE = """Where the gpu-dra controller would place a pod (node and devices), or why it cannot.
@@ -142,35 +140,24 @@ def load(paths: list[str]) -> Inputs:
 
 
 def admit_priority(pod: dict, classes: Mapping[str, Mapping[str, Any]]) -> dict:
-    """Priority admission (plugin/pkg/admission/priority) for a pod created without spec.priority:
-    the named PriorityClass, else the globalDefault class (lowest value when several), else 0;
-    preemptionPolicy from the class. Raises ValueError with the API server's words."""
+    """Priority admission for a pod created without spec.priority, as the API server does it (the
+    local cluster's admission: the named PriorityClass, else the globalDefault one, else 0, with
+    the system classes always there). Raises ValueError with the API server's words."""
+    from driver.local import scheduling as admission
+
     spec = pod.get("spec") or {}
     if isinstance(spec.get("priority"), int):
         return pod  # admitted already (what `kubectl get` returns)
-    name = spec.get("priorityClassName") or ""
-    policy: str | None = "PreemptLowerPriority"
-    if not name:
-        defaults = [c for c in classes.values() if c.get("globalDefault")]
-        if defaults:
-            pc = min(defaults, key=lambda c: int(c.get("value") or 0))
-            name, value, policy = pc["metadata"]["name"], int(pc.get("value") or 0), pc.get("preemptionPolicy")
-        else:
-            value = 0
-    elif name in classes:
-        value, policy = int(classes[name].get("value") or 0), classes[name].get("preemptionPolicy")
-    elif name in SYSTEM_PRIORITY:
-        value = SYSTEM_PRIORITY[name]
-    else:
-        raise ValueError(f"no PriorityClass with name {name} was found (add priorityclasses to the kubectl get)")
-    policy = policy or "PreemptLowerPriority"  # the API's default for PriorityClass.preemptionPolicy
-    own = spec.get("preemptionPolicy")
-    if own and own != policy:
-        raise ValueError(f"the string value of PreemptionPolicy ({own}) must not be provided in pod spec; "
-                         f"priority admission controller computed {policy} from the given PriorityClass name")
-    admitted = {**pod, "spec": {**spec, "priority": value, "preemptionPolicy": policy}}
-    if name:
-        admitted["spec"]["priorityClassName"] = name
+    known = {pc["metadata"]["name"]: pc for pc in admission.system_class_bodies()}
+    known.update({name: dict(pc) for name, pc in classes.items()})
+    try:
+        resolved = admission.resolve(spec, known)
+    except admission.PriorityRefused as exc:
+        missing = bool(spec.get("priorityClassName")) and spec["priorityClassName"] not in known
+        hint = " (add priorityclasses to the kubectl get)" if missing else ""
+        raise ValueError(f"{exc}{hint}") from None
+    admitted = {**pod, "spec": dict(spec)}
+    admission.apply(admitted["spec"], resolved)
     return admitted
 
 

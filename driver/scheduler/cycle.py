@@ -92,14 +92,10 @@ def _first_rejection(filters: Iterable[Checks], node: NodeState) -> Rejection | 
 
 
 def _resource_reason(group: Group, requests: nodefit.Resources) -> str | None:
-    cpu, mem = group.state[0], group.state[1]
-    reasons = []
-    if group.pods_free < requests.pods:
-        reasons.append("Too many pods")
-    if requests.cpu and requests.cpu > cpu:
-        reasons.append("Insufficient cpu")
-    if requests.memory and requests.memory > mem:
-        reasons.append("Insufficient memory")
+    """cpu, memory and pod slots against the group's free amounts, in NodeResourcesFit's words
+    (ephemeral-storage and extended resources are that plugin's per-node filter)."""
+    free = nodefit.Resources(group.state[0], group.state[1], group.pods_free)
+    reasons = nodefit.insufficient(nodefit.Resources(requests.cpu, requests.memory, requests.pods), free)
     return ", ".join(reasons) or None
 
 
